@@ -1,0 +1,216 @@
+"""The generation service: settings in, a result (image, exact settings, seed used, timings) out.
+
+Split into encode / denoise / decode so that the contact-sheet engine can reuse each part (one encoding per
+distinct prompt, decoding as cells finish). A stop signal is checked after every step; stopping raises
+`GenerationStopped` and returns no half-finished image.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from PIL import Image
+
+from sd35ui.settings import GenerationSettings
+
+StepCallback = Callable[[int, int], None]  # (steps done, total steps)
+PROMPT_CACHE_SIZE = 32
+
+# The pipeline's scheduler keeps per-call state, so one pipeline runs one generation at a time.
+_pipe_locks: dict[int, threading.Lock] = {}
+_locks_guard = threading.Lock()
+
+
+class GenerationStopped(Exception):
+    """The user pressed Stop; no image was made."""
+
+
+class GenerationOutOfMemory(RuntimeError):
+    """The GPU ran out of memory; memory has been freed and the message says what to change."""
+
+
+def pipe_lock(pipe: Any) -> threading.Lock:
+    with _locks_guard:
+        return _pipe_locks.setdefault(id(pipe), threading.Lock())
+
+
+@dataclass(frozen=True)
+class Embeddings:
+    prompt: Any
+    negative: Any | None
+    pooled: Any
+    negative_pooled: Any | None
+
+
+@dataclass(frozen=True)
+class GenerationResult:
+    image: Image.Image
+    settings: GenerationSettings  # with the seed actually used
+    model: str
+    timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, denoise, decode, total
+
+    @property
+    def seed(self) -> int:
+        assert self.settings.seed is not None
+        return self.settings.seed
+
+
+def model_name(pipe: Any) -> str:
+    options = getattr(pipe, "sd35ui_options", None)
+    return options.model if options is not None else str(getattr(pipe, "name_or_path", "unknown"))
+
+
+def max_sequence_length(pipe: Any) -> int:
+    """T5 tokens read per prompt: 256 for SD3.5, or what a built-in model was trained with."""
+    return int(getattr(pipe, "sd35ui_max_sequence_length", 256))
+
+
+class PromptCache:
+    """Encoded prompts by (pipeline, prompt, negative prompt, guided?), least recently used out first."""
+
+    def __init__(self, size: int = PROMPT_CACHE_SIZE) -> None:
+        self.size = size
+        self._items: OrderedDict[tuple, Embeddings] = OrderedDict()
+        self._lock = threading.Lock()
+        self.misses = 0
+
+    def get(self, pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
+        key = (id(pipe), prompt, negative, guided)
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        embeddings = encode(pipe, prompt, negative, guided)
+        with self._lock:
+            self.misses += 1
+            self._items[key] = embeddings
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+        return embeddings
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+prompt_cache = PromptCache()
+
+
+def encode(pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
+    import torch
+
+    with torch.inference_mode():
+        embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
+            prompt=prompt,
+            prompt_2=None,
+            prompt_3=None,
+            negative_prompt=negative if guided else None,
+            do_classifier_free_guidance=guided,
+            device=pipe._execution_device,
+            max_sequence_length=max_sequence_length(pipe),
+        )
+    return Embeddings(embeds, neg, pooled, neg_pooled)
+
+
+def is_guided(guidance: float) -> bool:
+    return guidance > 1.0  # diffusers turns classifier-free guidance off at <= 1 (one pass per step, not two)
+
+
+def denoise(
+    pipe: Any,
+    embeddings: Embeddings,
+    settings: GenerationSettings,
+    on_step: StepCallback | None = None,
+    stop: threading.Event | None = None,
+) -> Any:
+    """Run the denoising loop and return latents (not decoded). Raises GenerationStopped when `stop` is set."""
+    import torch
+
+    assert settings.seed is not None, "call settings.with_seed() first"
+    total = settings.steps
+
+    def callback(_pipe: Any, i: int, _t: Any, kwargs: dict) -> dict:
+        if on_step is not None:
+            on_step(i + 1, total)
+        if stop is not None and stop.is_set() and i + 1 < total:
+            raise GenerationStopped()
+        return kwargs
+
+    if stop is not None and stop.is_set():
+        raise GenerationStopped()
+    guided = is_guided(settings.guidance)
+    # A CPU generator gives the same noise on every device, so a seed means the same picture everywhere.
+    generator = torch.Generator("cpu").manual_seed(settings.seed)
+    with torch.inference_mode():
+        return pipe(
+            prompt_embeds=embeddings.prompt,
+            negative_prompt_embeds=embeddings.negative if guided else None,
+            pooled_prompt_embeds=embeddings.pooled,
+            negative_pooled_prompt_embeds=embeddings.negative_pooled if guided else None,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            width=settings.width,
+            height=settings.height,
+            generator=generator,
+            output_type="latent",
+            callback_on_step_end=callback,
+        ).images
+
+
+def decode(pipe: Any, latents: Any) -> list[Image.Image]:
+    """Latents to PIL images, exactly as the pipeline's own output step does it."""
+    import torch
+
+    with torch.inference_mode():
+        latents = (latents / pipe.vae.config.scaling_factor) + pipe.vae.config.shift_factor
+        latents = latents.to(device=pipe._execution_device, dtype=pipe.vae.dtype)
+        pixels = pipe.vae.decode(latents, return_dict=False)[0]
+        images = pipe.image_processor.postprocess(pixels, output_type="pil")
+    pipe.maybe_free_model_hooks()
+    return images
+
+
+def out_of_memory_advice(what: str = "this image") -> str:
+    return (
+        f"The GPU ran out of memory making {what}. Memory has been freed; try a smaller size, fewer cells, "
+        "--quant nf4, --offload model, or --t5 drop, then run again."
+    )
+
+
+def generate(
+    pipe: Any,
+    settings: GenerationSettings,
+    on_step: StepCallback | None = None,
+    stop: threading.Event | None = None,
+) -> GenerationResult:
+    """Make one image. `settings` should be validated; a missing seed is drawn here and reported in the result."""
+    import torch
+
+    from sd35ui.pipeline import free_memory
+
+    settings = settings.with_seed()
+    start = time.perf_counter()
+    try:
+        with pipe_lock(pipe):
+            embeddings = prompt_cache.get(pipe, settings.prompt, settings.negative_prompt, is_guided(settings.guidance))
+            encoded = time.perf_counter()
+            latents = denoise(pipe, embeddings, settings, on_step, stop)
+            denoised = time.perf_counter()
+            image = decode(pipe, latents)[0]
+            done = time.perf_counter()
+    except torch.OutOfMemoryError as exc:
+        pipe.maybe_free_model_hooks()
+        free_memory()
+        raise GenerationOutOfMemory(out_of_memory_advice()) from exc
+    timings = {
+        "encode": encoded - start,
+        "denoise": denoised - encoded,
+        "decode": done - denoised,
+        "total": done - start,
+    }
+    return GenerationResult(image=image, settings=settings, model=model_name(pipe), timings=timings)

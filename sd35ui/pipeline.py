@@ -1,0 +1,286 @@
+"""The one shared SD3.5 pipeline: what to load (`LoadOptions`), the checks before loading, and a cached getter.
+
+UI, CLI and API all call `get_pipeline(options)`. Nothing is loaded at import time. Each failure a user can hit
+(missing package, no CUDA, gated model, no network, bad combination of options) raises `PipelineError` with a
+message that says what to do.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import os
+import threading
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from sd35ui.settings import SD35_MEDIUM, ModelSpec
+
+DEFAULT_MODEL = SD35_MEDIUM.name
+TINY_MODELS = ("tiny", "tiny-random")
+NF4_MIN_GIB_FOR_FULL = 24  # below this much GPU memory, "auto" picks nf4 + model offload (model card recipe)
+
+Quant = Literal["auto", "nf4", "none"]
+T5Mode = Literal["full", "4bit", "drop"]
+Offload = Literal["auto", "model", "sequential", "none"]
+
+
+class PipelineError(RuntimeError):
+    """A model cannot be loaded; the message says why and how to fix it."""
+
+
+class MissingDependencyError(PipelineError):
+    pass
+
+
+class NoCudaError(PipelineError):
+    pass
+
+
+class GatedModelError(PipelineError):
+    pass
+
+
+class ModelNotFoundError(PipelineError):
+    pass
+
+
+class OptionsError(PipelineError):
+    pass
+
+
+@dataclass(frozen=True)
+class LoadOptions:
+    """How to load the pipeline. "auto" values are resolved by `resolve()` for the machine at hand."""
+
+    model: str = "auto"  # hub id, local folder, "tiny" (built-in) or "auto" (SD3.5 Medium on CUDA, else tiny)
+    quant: Quant = "auto"  # nf4: 4-bit transformer (and T5 unless t5="full"); auto: nf4 on GPUs under 24 GiB
+    t5: T5Mode = "full"  # the T5-XXL text encoder: full precision, 4-bit, or dropped (zeros; less prompt adherence)
+    offload: Offload = "auto"  # model: one model on the GPU at a time; sequential: layer by layer (slowest)
+    dtype: str = "auto"  # bfloat16 on CUDA, float32 on CPU
+    allow_cpu: bool = False  # run a full-size model on the CPU (very slow; refused unless asked for)
+    device: str = "auto"
+
+    @property
+    def is_tiny(self) -> bool:
+        return self.model in TINY_MODELS
+
+    def resolve(self) -> LoadOptions:
+        """Replace every "auto" with a concrete choice for this machine."""
+        cuda = cuda_available()
+        model = self.model if self.model != "auto" else (DEFAULT_MODEL if cuda else "tiny")
+        device = self.device if self.device != "auto" else ("cuda" if cuda else "cpu")
+        tiny = model in TINY_MODELS
+        small_gpu = cuda and gpu_memory_gib() < NF4_MIN_GIB_FOR_FULL
+        quant = self.quant if self.quant != "auto" else ("nf4" if small_gpu and not tiny else "none")
+        offload = self.offload if self.offload != "auto" else ("model" if small_gpu and not tiny else "none")
+        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+        return replace(self, model=model, device=device, quant=quant, offload=offload, dtype=dtype)
+
+
+def cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def gpu_memory_gib() -> float:
+    import torch
+
+    return torch.cuda.get_device_properties(0).total_memory / 2**30
+
+
+def model_spec(model: str) -> ModelSpec:
+    """The size limits of a model: the tiny model's own, SD3.5 Medium's for everything else."""
+    if model in TINY_MODELS:
+        from sd35ui.tiny import tiny_spec
+
+        return tiny_spec(model)
+    return SD35_MEDIUM
+
+
+def require(module: str, pip_name: str | None = None, why: str = "") -> None:
+    if importlib.util.find_spec(module) is None:
+        pip_name = pip_name or module
+        raise MissingDependencyError(
+            f"The Python package '{pip_name}' is not installed{why}. Install it with: pip install {pip_name} "
+            "(or pip install -r requirements.txt for the pinned set)."
+        )
+
+
+def check_options(options: LoadOptions) -> None:
+    """Refuse combinations that cannot work, before any download or allocation. `options` must be resolved."""
+    for module, pip_name in (("torch", "torch==2.13.0"), ("diffusers", None), ("transformers", None)):
+        require(module, pip_name)
+    require("accelerate", why=" (diffusers needs it to load large models and to offload)")
+    if options.t5 == "4bit" or options.quant == "nf4":
+        require("bitsandbytes", why=" (needed for 4-bit NF4 quantization)")
+    if options.quant == "nf4" and options.offload == "sequential":
+        raise OptionsError(
+            "NF4 quantization cannot be combined with sequential CPU offload (bitsandbytes fails with "
+            "'Blockwise quantization only supports 16/32-bit floats'). Use --offload model with --quant nf4, "
+            "or --quant none with --offload sequential."
+        )
+    cuda = options.device.startswith("cuda")
+    if options.device.startswith("cuda") and not cuda_available():
+        raise NoCudaError(
+            "CUDA was requested but PyTorch sees no CUDA GPU. Check `nvidia-smi`, install the CUDA build of torch "
+            "(pip install torch==2.13.0 on Linux), or run on the CPU with the built-in tiny model (--model tiny)."
+        )
+    if options.quant == "nf4" and not cuda:
+        raise NoCudaError(
+            "NF4 (4-bit) quantization of the transformer needs a CUDA GPU: bitsandbytes refuses to quantize it on "
+            "the CPU. Use --quant none on this machine, or run on a machine with an NVIDIA GPU."
+        )
+    if options.offload != "none" and not cuda:
+        raise NoCudaError(
+            f"CPU offload ({options.offload}) moves models to a GPU as they are needed, and this machine has no "
+            "CUDA GPU. Use --offload none."
+        )
+    if not options.is_tiny and not cuda and not options.allow_cpu:
+        raise NoCudaError(
+            f"No CUDA GPU found: {options.model} needs a GPU (one image takes many minutes on a CPU). Run on an "
+            "NVIDIA GPU, use the built-in tiny demo model (--model tiny), or pass --allow-cpu to insist."
+        )
+    if not options.is_tiny and _looks_local(options.model) and not Path(options.model, "model_index.json").is_file():
+        raise ModelNotFoundError(
+            f"No diffusers pipeline found at {options.model!r}: the folder must hold model_index.json (as written "
+            "by StableDiffusion3Pipeline.save_pretrained or `hf download`). Check the path, or pass a hub id "
+            f"such as {DEFAULT_MODEL}."
+        )
+
+
+def _looks_local(model: str) -> bool:
+    return model.startswith((".", "/", "~")) or os.path.isdir(model) or model.count("/") != 1
+
+
+def _hub_error(exc: BaseException, model: str) -> PipelineError | None:
+    """Translate a hub failure into advice, or None when `exc` is not one."""
+    from huggingface_hub import errors as hub
+
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__  # type: ignore[assignment]
+    for e in chain:
+        if isinstance(e, hub.GatedRepoError) or "gated" in str(e).lower():
+            return GatedModelError(
+                f"{model} is a gated model. Accept its licence at https://huggingface.co/{model} while logged in, "
+                "create a read token at https://huggingface.co/settings/tokens, and set it before starting: "
+                "export HF_TOKEN=hf_... (or run `hf auth login`)."
+            )
+        if isinstance(e, hub.RepositoryNotFoundError):
+            return ModelNotFoundError(
+                f"Model {model!r} was not found on the Hugging Face Hub (or your token cannot see it). Check the "
+                f"id, e.g. {DEFAULT_MODEL}, or pass a local folder."
+            )
+        if isinstance(e, (hub.LocalEntryNotFoundError, hub.OfflineModeIsEnabled)) or "offline" in str(e).lower():
+            return ModelNotFoundError(
+                f"Could not download {model!r}: no network (or HF_HUB_OFFLINE=1) and it is not in the local cache "
+                f"({os.environ.get('HF_HOME', '~/.cache/huggingface')}). Connect to the internet once to download "
+                "it, pass a local folder with --model PATH, or use the built-in tiny model (--model tiny)."
+            )
+    return None
+
+
+def free_memory() -> None:
+    """Return freed tensors to the system (and to the CUDA driver), e.g. around loading or after an OOM."""
+    gc.collect()
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def load_pipeline(options: LoadOptions) -> Any:
+    """Load a `StableDiffusion3Pipeline` as `options` say. Prefer `get_pipeline`, which loads once and caches."""
+    options = options.resolve()
+    check_options(options)
+    import torch
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    dtype = getattr(torch, options.dtype)
+    path = options.model
+    if options.is_tiny:
+        from sd35ui.tiny import tiny_model_path
+
+        path = str(tiny_model_path(options.model))
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}  # safetensors only: never unpickle weights
+    free_memory()
+    try:
+        if options.quant == "nf4":
+            from diffusers import BitsAndBytesConfig as DiffusersBnb
+
+            kwargs["transformer"] = SD3Transformer2DModel.from_pretrained(
+                path,
+                subfolder="transformer",
+                quantization_config=DiffusersBnb(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+                ),
+                dtype=dtype,
+                use_safetensors=True,
+            )
+        if options.t5 == "drop":
+            kwargs.update(text_encoder_3=None, tokenizer_3=None)
+        elif options.t5 == "4bit":
+            from transformers import BitsAndBytesConfig, T5EncoderModel
+
+            kwargs["text_encoder_3"] = T5EncoderModel.from_pretrained(
+                path,
+                subfolder="text_encoder_3",
+                quantization_config=BitsAndBytesConfig(
+                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+                ),
+                dtype=dtype,
+                use_safetensors=True,
+            )
+        pipe = StableDiffusion3Pipeline.from_pretrained(path, **kwargs)
+    except PipelineError:
+        raise
+    except torch.OutOfMemoryError as exc:
+        free_memory()
+        raise PipelineError(
+            f"Out of GPU memory while loading {options.model}. Use --quant nf4 --offload model (about 8 GB), or "
+            "--t5 drop to leave out the largest text encoder."
+        ) from exc
+    except Exception as exc:
+        translated = _hub_error(exc, options.model)
+        if translated is not None:
+            raise translated from exc
+        raise
+    pipe.set_progress_bar_config(disable=True)
+    if options.offload == "model":
+        pipe.enable_model_cpu_offload()
+    elif options.offload == "sequential":
+        pipe.enable_sequential_cpu_offload()
+    elif options.quant == "none" and options.t5 != "4bit":
+        pipe.to(options.device)
+    else:  # quantized modules are placed by bitsandbytes; move the rest
+        for name in ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+            module = getattr(pipe, name, None)
+            if module is not None and not getattr(module, "is_loaded_in_4bit", False):
+                module.to(options.device)
+    free_memory()
+    pipe.sd35ui_options = options  # what was actually loaded, for metadata and the banner
+    return pipe
+
+
+_cache: dict[LoadOptions, Any] = {}
+_lock = threading.Lock()
+
+
+def get_pipeline(options: LoadOptions | None = None) -> Any:
+    """The pipeline for `options`, loaded on first use and reused after. Loading another configuration frees the
+    previous one first: one GPU holds one pipeline."""
+    options = (options or LoadOptions()).resolve()
+    with _lock:
+        if options not in _cache:
+            _cache.clear()
+            free_memory()
+            _cache[options] = load_pipeline(options)
+        return _cache[options]
+
+
+def is_loaded(options: LoadOptions | None = None) -> bool:
+    return (options or LoadOptions()).resolve() in _cache

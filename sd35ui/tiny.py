@@ -1,0 +1,225 @@
+"""The built-in tiny model: an SD3.5-shaped pipeline with random weights, built locally from the real classes.
+
+Nothing comes from the hub. The weights are seeded, so every machine builds the same model; it is written with
+`save_pretrained` into a cache folder and then loaded back with `from_pretrained` by the pipeline module, so the real
+loading path runs. Tests use it; `python demo.py` falls back to it on machines without CUDA.
+
+The tokenizers are built by hand because no tiny SD3 tokenizer can be downloaded here. Both cover every input:
+CLIP's byte-level BPE falls back to single bytes, T5's unigram vocabulary to single characters, and each word of
+`WORDS` is one token in both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+from pathlib import Path
+from typing import Any
+
+from sd35ui.settings import ModelSpec
+
+TINY_SEED = 20260101
+TINY_SIZE = 64  # pixels; the VAE halves it to 32 latent pixels = 16 x 16 patches
+TINY_NAME = "tiny-random"
+
+# Words that become single tokens; anything else still tokenizes, as pieces.
+WORDS = (
+    "a an the of on in at with and or to by small large big tiny huge top bottom left right center middle "
+    "red green blue yellow white black orange purple pink brown grey gray cyan magenta "
+    "circle square triangle star ring cross diamond shape background photo painting drawing of "
+    "cat dog fox bird tree forest mountain lake river sea sky cloud sun moon city street house castle "
+    "portrait landscape watercolor oil sketch concept art cinematic lighting night day sunset blurry "
+    "detailed sharp style colorful dark light bright soft"
+).split()
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's reversible byte -> printable character table, which CLIP's byte-level BPE expects."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    printable += list(range(ord("®"), ord("ÿ") + 1))
+    chars = printable[:]
+    n = 0
+    for b in range(256):
+        if b not in printable:
+            printable.append(b)
+            chars.append(256 + n)
+            n += 1
+    return dict(zip(printable, map(chr, chars)))
+
+
+def _apply_merges(parts: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
+    """Byte-pair encoding as the tokenizer runs it: repeatedly merge the adjacent pair of lowest rank."""
+    while len(parts) > 1:
+        pairs = [(ranks.get((a, b), len(ranks) + 1), i) for i, (a, b) in enumerate(zip(parts, parts[1:]))]
+        rank, i = min(pairs)
+        if rank > len(ranks):
+            break
+        parts = parts[:i] + [parts[i] + parts[i + 1]] + parts[i + 2 :]
+    return parts
+
+
+def write_clip_tokenizer_files(folder: Path, words: tuple[str, ...] | list[str] = tuple(WORDS)) -> None:
+    """Write vocab.json and merges.txt (GPT-2 format) for a CLIP BPE tokenizer where each word is one token."""
+    folder.mkdir(parents=True, exist_ok=True)
+    alphabet = list(bytes_to_unicode().values())
+    vocab: dict[str, int] = {}
+    for token in alphabet + [c + "</w>" for c in alphabet]:
+        vocab.setdefault(token, len(vocab))
+    ranks: dict[tuple[str, str], int] = {}
+    for word in sorted(set(words), key=lambda w: (-len(w), w)):
+        # Tokenize the word with the merges so far, then join what is left left to right. New merges rank below
+        # all earlier ones, so they never change how an earlier word tokenizes.
+        parts = _apply_merges(list(word[:-1]) + [word[-1] + "</w>"], ranks)
+        while len(parts) > 1:
+            ranks.setdefault((parts[0], parts[1]), len(ranks))
+            vocab.setdefault(parts[0] + parts[1], len(vocab))
+            parts = [parts[0] + parts[1]] + parts[2:]
+    merges = [f"{a} {b}" for (a, b), _ in sorted(ranks.items(), key=lambda item: item[1])]
+    for special in ("<|startoftext|>", "<|endoftext|>"):
+        vocab.setdefault(special, len(vocab))
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n")
+
+
+def build_clip_tokenizer(folder: Path, words: tuple[str, ...] | list[str] = tuple(WORDS), max_length: int = 77) -> Any:
+    from transformers import CLIPTokenizer
+
+    write_clip_tokenizer_files(folder, words)
+    return CLIPTokenizer.from_pretrained(str(folder), model_max_length=max_length, pad_token="<|endoftext|>")
+
+
+def build_t5_tokenizer(words: tuple[str, ...] | list[str] = tuple(WORDS), max_length: int = 512) -> Any:
+    from transformers import T5TokenizerFast
+
+    vocab: list[tuple[str, float]] = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0)]
+    vocab += [("\u2581" + w, -1.0) for w in sorted(set(words))]
+    vocab += [("\u2581", -5.0)] + [(c, -10.0) for c in string.ascii_letters + string.digits + string.punctuation]
+    return T5TokenizerFast(vocab=vocab, extra_ids=100, model_max_length=max_length)
+
+
+def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) -> dict[str, Any]:
+    """The pipeline components of the random tiny model (shapes from SD3.5: 16 latent channels, patch 2, rms
+    qk-norm, one dual-attention layer). Widths are multiples of 64 where bitsandbytes may run on the CPU."""
+    import tempfile
+
+    import torch
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+
+    torch.manual_seed(seed)
+    transformer = SD3Transformer2DModel(
+        sample_size=TINY_SIZE // 2,
+        patch_size=2,
+        in_channels=16,
+        out_channels=16,
+        num_layers=2,
+        attention_head_dim=16,
+        num_attention_heads=4,
+        joint_attention_dim=64,
+        caption_projection_dim=64,
+        pooled_projection_dim=64,
+        qk_norm="rms_norm",
+        dual_attention_layers=(0,),
+        pos_embed_max_size=96,
+    )
+    torch.manual_seed(seed + 1)
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
+        block_out_channels=(8, 16),
+        layers_per_block=1,
+        latent_channels=16,
+        norm_num_groups=4,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        shift_factor=0.0609,
+        scaling_factor=1.5035,
+    )
+    tokenizer_dir = tokenizer_dir or Path(tempfile.mkdtemp(prefix="sd35ui-tok-"))
+    clip_tokenizer = build_clip_tokenizer(tokenizer_dir)
+    clip_config = dict(
+        vocab_size=len(clip_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        projection_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=clip_tokenizer.bos_token_id,
+        eos_token_id=clip_tokenizer.eos_token_id,
+        pad_token_id=clip_tokenizer.pad_token_id,
+    )
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**clip_config))
+    torch.manual_seed(seed + 3)
+    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**clip_config))
+    t5_tokenizer = build_t5_tokenizer()
+    torch.manual_seed(seed + 4)
+    text_encoder_3 = T5EncoderModel(
+        T5Config(
+            vocab_size=len(t5_tokenizer),
+            d_model=64,
+            d_kv=16,
+            d_ff=128,
+            num_layers=2,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            decoder_start_token_id=0,
+            pad_token_id=0,
+            eos_token_id=1,
+        )
+    )
+    return {
+        "transformer": transformer.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "text_encoder_2": text_encoder_2.eval(),
+        "text_encoder_3": text_encoder_3.eval(),
+        "tokenizer": clip_tokenizer,
+        "tokenizer_2": clip_tokenizer,
+        "tokenizer_3": t5_tokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0),
+    }
+
+
+def tiny_spec(model: str = "tiny") -> ModelSpec:
+    """Size limits of the built-in tiny models (trained at 64 px; larger sizes run, with unknown quality)."""
+    return ModelSpec(name=model, default_size=TINY_SIZE, max_size=256, min_size=32)
+
+
+def tiny_model_path(name: str = "tiny") -> Path:
+    """The folder of a built-in tiny model, built on first use."""
+    if name not in ("tiny", TINY_NAME):
+        raise ValueError(f"Unknown built-in model {name!r}: use 'tiny' or '{TINY_NAME}'.")
+    return ensure_tiny_model()
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("SD35UI_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sd35ui")
+    return Path(base)
+
+
+def ensure_tiny_model(cache_dir: Path | None = None) -> Path:
+    """Build and save the random tiny pipeline once; return its folder (reused when already complete)."""
+    import tempfile
+
+    from diffusers import StableDiffusion3Pipeline
+
+    folder = (cache_dir or default_cache_dir()) / f"{TINY_NAME}-{TINY_SEED}"
+    if (folder / "model_index.json").is_file():
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    # Build in a temporary sibling and rename, so a crash or a concurrent builder never leaves half a model.
+    with tempfile.TemporaryDirectory(dir=folder.parent, prefix=".building-") as tmp:
+        components = tiny_components(tokenizer_dir=Path(tmp) / "tok")
+        staged = Path(tmp) / "model"
+        StableDiffusion3Pipeline(**components).save_pretrained(str(staged), safe_serialization=True)
+        try:
+            os.rename(staged, folder)
+        except OSError:
+            if not (folder / "model_index.json").is_file():  # lost a race only if the winner finished
+                raise
+    return folder
