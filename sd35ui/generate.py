@@ -197,7 +197,9 @@ def generate(
     start = time.perf_counter()
     try:
         with pipe_lock(pipe):
-            embeddings = prompt_cache.get(pipe, settings.prompt, settings.negative_prompt, is_guided(settings.guidance))
+            embeddings = prompt_cache.get(
+                pipe, settings.prompt, settings.negative_prompt, is_guided(settings.guidance)
+            )
             encoded = time.perf_counter()
             latents = denoise(pipe, embeddings, settings, on_step, stop)
             denoised = time.perf_counter()

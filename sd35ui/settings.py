@@ -74,9 +74,13 @@ def _number(field: str, value: Any, rng: Range) -> float:
             f"{rng.label} ({field}) must be a number, got {value!r}. Valid range: {rng.describe()}."
         ) from None
     if not math.isfinite(number):
-        raise ValueError(f"{rng.label} ({field}) must be a finite number, got {value!r}. Valid range: {rng.describe()}.")
+        raise ValueError(
+            f"{rng.label} ({field}) must be a finite number, got {value!r}. Valid range: {rng.describe()}."
+        )
     if rng.integer and number != int(number):
-        raise ValueError(f"{rng.label} ({field}) must be a whole number, got {value!r}. Valid range: {rng.describe()}.")
+        raise ValueError(
+            f"{rng.label} ({field}) must be a whole number, got {value!r}. Valid range: {rng.describe()}."
+        )
     if not rng.minimum <= number <= rng.maximum:
         raise ValueError(f"{rng.label} ({field}) is {value!r}, outside the valid range {rng.describe()}.")
     return number
