@@ -100,6 +100,18 @@ def model_spec(model: str) -> ModelSpec:
     return SD35_MEDIUM
 
 
+def model_banner(options: LoadOptions) -> str | None:
+    """A warning for the page and the log when the model is not SD3.5 on a GPU, else None."""
+    options = options.resolve()
+    if options.is_tiny:
+        from sd35ui.tiny import tiny_banner
+
+        return tiny_banner(options.model)
+    if not options.device.startswith("cuda"):
+        return f"running {options.model} on the CPU (--allow-cpu): one image takes many minutes"
+    return None
+
+
 def require(module: str, pip_name: str | None = None, why: str = "") -> None:
     if importlib.util.find_spec(module) is None:
         pip_name = pip_name or module

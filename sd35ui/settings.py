@@ -59,10 +59,6 @@ class ModelSpec:
 SD35_MEDIUM = ModelSpec("stabilityai/stable-diffusion-3.5-medium", default_size=1024, max_size=1440, min_size=256)
 
 
-def nearest_multiple(value: float, multiple: int = SIZE_MULTIPLE) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
-
-
 def _number(field: str, value: Any, rng: Range) -> float:
     """Coerce `value` to a finite number in `rng`, or raise a ValueError naming the field, value and range."""
     if isinstance(value, bool):
@@ -91,10 +87,12 @@ def check_size(field: str, value: Any, spec: ModelSpec) -> int:
     number = _number(field, value, rng)
     size = int(number)
     if size % SIZE_MULTIPLE:
-        nearest = min(max(nearest_multiple(size), spec.min_size), spec.max_size)
+        lower, upper = size // SIZE_MULTIPLE * SIZE_MULTIPLE, (size // SIZE_MULTIPLE + 1) * SIZE_MULTIPLE
+        candidates = [v for v in (lower, upper) if spec.min_size <= v <= spec.max_size]
+        candidates.sort(key=lambda v: (abs(v - size), v))
         raise ValueError(
             f"{field.capitalize()} must be a multiple of {SIZE_MULTIPLE}, got {size}. "
-            f"Use {nearest} instead (valid range {rng.describe()} for {spec.name})."
+            f"Use {' or '.join(map(str, candidates))} instead (valid range {rng.describe()} for {spec.name})."
         )
     return size
 

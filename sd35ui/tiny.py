@@ -22,6 +22,8 @@ from sd35ui.settings import ModelSpec
 TINY_SEED = 20260101
 TINY_SIZE = 64  # pixels; the VAE halves it to 32 latent pixels = 16 x 16 patches
 TINY_NAME = "tiny-random"
+SHIPPED_DIR = Path(__file__).parent / "models" / "tiny-shapes"  # trained by `python -m sd35ui.train`; see RECIPE.md
+MODEL_INFO = "sd35ui_model.json"  # what a built-in model declares: sizes, T5 length, defaults, banner
 
 # Words that become single tokens; anything else still tokenizes, as pieces.
 WORDS = (
@@ -185,16 +187,51 @@ def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) ->
     }
 
 
+def tiny_model_info(name: str = "tiny") -> dict[str, Any]:
+    """What a built-in model declares in its sd35ui_model.json (sizes, T5 length, default steps, banner,
+    example prompts); {} for the random model. Reads one small file and builds nothing."""
+    folder = shipped_model_path(name)
+    info = folder / MODEL_INFO if folder is not None else None
+    return json.loads(info.read_text()) if info is not None and info.is_file() else {}
+
+
 def tiny_spec(model: str = "tiny") -> ModelSpec:
     """Size limits of the built-in tiny models (trained at 64 px; larger sizes run, with unknown quality)."""
-    return ModelSpec(name=model, default_size=TINY_SIZE, max_size=256, min_size=32)
+    info = tiny_model_info(model)
+    return ModelSpec(
+        name=model,
+        default_size=int(info.get("default_size", TINY_SIZE)),
+        max_size=int(info.get("max_size", 256)),
+        min_size=int(info.get("min_size", 32)),
+    )
+
+
+def shipped_model_path(name: str = "tiny") -> Path | None:
+    """The folder of the trained model shipped in the package ("tiny"), or None (random model, or not shipped)."""
+    if name not in ("tiny", TINY_NAME):
+        raise ValueError(f"Unknown built-in model {name!r}: use 'tiny' or '{TINY_NAME}'.")
+    if name == "tiny" and (SHIPPED_DIR / "model_index.json").is_file():
+        return SHIPPED_DIR
+    return None
 
 
 def tiny_model_path(name: str = "tiny") -> Path:
-    """The folder of a built-in tiny model, built on first use."""
-    if name not in ("tiny", TINY_NAME):
-        raise ValueError(f"Unknown built-in model {name!r}: use 'tiny' or '{TINY_NAME}'.")
-    return ensure_tiny_model()
+    """The folder of a built-in tiny model: "tiny" is the trained coloured-shapes model shipped in
+    sd35ui/models/tiny-shapes (the random model if that folder is missing); "tiny-random" is built on first use."""
+    return shipped_model_path(name) or ensure_tiny_model()
+
+
+RANDOM_BANNER = (
+    "built-in tiny demo model: random weights, images are noise; run on a CUDA GPU or pass --model to use SD3.5 Medium"
+)
+
+
+def tiny_banner(name: str = "tiny") -> str:
+    """The line shown in the page and the log while a built-in model runs: what it is and how to get SD3.5."""
+    info = Path(tiny_model_path(name), "sd35ui_model.json")
+    if info.is_file():
+        return str(json.loads(info.read_text()).get("banner", RANDOM_BANNER))
+    return RANDOM_BANNER
 
 
 def default_cache_dir() -> Path:

@@ -1,0 +1,5 @@
+import sys
+
+from sd35ui.cli import main
+
+sys.exit(main())
