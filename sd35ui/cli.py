@@ -27,6 +27,32 @@ def build_parser() -> argparse.ArgumentParser:
     _add_settings_arguments(gen)
     gen.add_argument("--out", required=True, help="the PNG file to write (settings embedded)")
     add_model_arguments(gen)
+
+    from sd35ui import sheet
+
+    sh = commands.add_parser(
+        "sheet",
+        help="make a contact sheet: one image per combination of X and Y values",
+        description=f"Axes: Steps, Guidance, Seed or 'Prompt S/R'. Values: {sheet.FORMAT_HELP}.",
+    )
+    _add_settings_arguments(sh)
+    sh.add_argument(
+        "--x",
+        default=f"{sheet.DEFAULT_X_TYPE}={sheet.DEFAULT_X_VALUES}",
+        help="X axis as TYPE=VALUES, e.g. guidance=3,4.5,6 (default: %(default)s)",
+    )
+    sh.add_argument(
+        "--y",
+        default=f"{sheet.DEFAULT_Y_TYPE}={sheet.DEFAULT_Y_VALUES}",
+        help="Y axis as TYPE=VALUES, e.g. steps=10,20,40, or 'none' for a single strip (default: %(default)s)",
+    )
+    sh.add_argument("--times", action="store_true", help="caption every cell with its generation time")
+    sh.add_argument("--margin", type=int, default=0, help="pixels between cells")
+    sh.add_argument("--no-legend", action="store_true", help="no axis labels or title")
+    sh.add_argument("--swap", action="store_true", help="swap the axes")
+    sh.add_argument("--out", required=True, help="the sheet PNG to write (axes and settings embedded)")
+    sh.add_argument("--cells-dir", default=None, help="also write every cell as its own PNG (with its settings) here")
+    add_model_arguments(sh)
     return parser
 
 
@@ -87,5 +113,71 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
+def _axis(text: str, flag: str) -> tuple[str | None, str]:
+    if text.strip().lower() in ("", "none"):
+        return None, ""
+    kind, sep, values = text.partition("=")
+    if not sep:
+        raise ValueError(f"{flag} must look like TYPE=VALUES, e.g. {flag} guidance=3,4.5,6; got {text!r}.")
+    return kind.strip(), values
+
+
 def run_sheet(args: argparse.Namespace) -> int:
-    raise NotImplementedError(args.command)
+    from sd35ui import metadata, sheet, storage
+    from sd35ui.pipeline import get_pipeline, model_banner, model_spec
+    from sd35ui.settings import GenerationSettings
+
+    options = load_options(args).resolve()
+    spec = model_spec(options.model)
+    base = GenerationSettings.validated(
+        spec,
+        prompt=args.prompt,
+        negative_prompt=args.negative_prompt,
+        steps=args.steps,
+        guidance=args.guidance,
+        width=args.width if args.width is not None else spec.default_size,
+        height=args.height if args.height is not None else spec.default_size,
+        seed=args.seed,
+    )
+    x_type, x_values = _axis(args.x, "--x")
+    if x_type is None:
+        raise ValueError("--x is required: a sheet needs at least one axis.")
+    y_type, y_values = _axis(args.y, "--y")
+    sheet_spec = sheet.make_spec(
+        base,
+        x_type,
+        x_values,
+        y_type,
+        y_values,
+        show_times=args.times,
+        margin=args.margin,
+        legend=not args.no_legend,
+        swap=args.swap,
+        model=spec,
+    )
+    sheet.check_sheet(sheet_spec)
+    banner = model_banner(options)
+    if banner:
+        print(f"note: {banner}", file=sys.stderr)
+    pipe = get_pipeline(options)
+    cells = sheet.plan_sheet(sheet_spec)
+    from tqdm import tqdm
+
+    with tqdm(total=sum(c.settings.steps for c in cells), unit="step", file=sys.stderr) as bar:
+
+        def on_progress(i: int, n: int, step: int, steps: int) -> None:
+            bar.set_description(f"cell {i + 1}/{n}")
+            bar.update(1)
+
+        result = sheet.run_sheet(pipe, sheet_spec, on_progress=on_progress)
+    out = Path(args.out)
+    storage.save_png(result.image(), sheet.sheet_png_info(result), out)
+    print(out)
+    if args.cells_dir:
+        folder = Path(args.cells_dir)
+        for done in sorted(result.cells, key=lambda d: d.cell.index):
+            path = folder / f"{out.stem}-r{done.cell.row + 1}c{done.cell.col + 1}.png"
+            storage.save_png(done.image, metadata.png_info(done.settings, done.result.model), path)
+            print(path)
+    print(f"seed: {sheet_spec.base.seed}")
+    return 0

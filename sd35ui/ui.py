@@ -13,7 +13,9 @@ import gradio as gr
 from sd35ui import metadata, storage
 from sd35ui.generate import GenerationOutOfMemory, GenerationResult, GenerationStopped, generate
 from sd35ui.pipeline import LoadOptions, PipelineError, get_pipeline, model_banner, model_spec
-from sd35ui.settings import GUIDANCE_PRESETS, RANGES, STEP_PRESETS, GenerationSettings
+from sd35ui.settings import GUIDANCE_PRESETS, RANGES, STEP_PRESETS, GenerationSettings, ModelSpec, Range
+from sd35ui.ui_compare import build_compare_tab
+from sd35ui.ui_history import build_history_tab
 
 HELP = """
 **Steps**: how many denoising steps. Fewer are faster and rougher (20 for a quick draft); 40 is the standard;
@@ -58,6 +60,9 @@ class StopRegistry:
         with self._lock:
             if self._events.get(session) is event:
                 del self._events[session]
+
+
+GENERATE_KEYS = ("prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed", "randomize_seed")
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -111,6 +116,36 @@ def user_error(exc: BaseException) -> gr.Error:
     if isinstance(exc, PipelineError):
         return gr.Error(str(exc), title="Model could not be loaded")
     return gr.Error(f"Generation failed: {type(exc).__name__}: {exc}. The server is still running; try again.")
+
+
+@dataclass
+class AppContext:
+    """What the tabs share: the config, the loaded model's limits, stop signals and the Generate tab's inputs
+    (so other tabs can send settings to it)."""
+
+    config: AppConfig
+    options: LoadOptions
+    spec: ModelSpec
+    stops: StopRegistry
+    tabs: gr.Tabs
+    generate_inputs: dict[str, Any]
+    GENERATE_KEYS = GENERATE_KEYS
+
+    @staticmethod
+    def slider(rng: Range, label: str | None = None, elem_id: str | None = None) -> gr.Slider:
+        return _slider(rng, label=label, elem_id=elem_id)
+
+    @staticmethod
+    def unchecked(component: Any) -> Any:
+        return _unchecked(component)
+
+    @staticmethod
+    def session_of(request: gr.Request | None) -> str:
+        return session_of(request)
+
+    @staticmethod
+    def user_error(exc: BaseException) -> gr.Error:
+        return user_error(exc)
 
 
 def create_app(config: AppConfig | None = None) -> gr.Blocks:
@@ -231,10 +266,13 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                                 randomize = gr.Checkbox(label="Randomize seed", value=True, elem_id="randomize")
                         seed_used = gr.Number(label="Seed used", interactive=False, precision=0, elem_id="seed-used")
                         gr.Markdown(HELP)
+            inputs = [prompt, negative, steps, guidance, width, height, seed, randomize]
+            ctx = AppContext(config, options, spec, stops, tabs, dict(zip(GENERATE_KEYS, inputs)))
+            build_compare_tab(ctx)
+            build_history_tab(config, ctx.generate_inputs, tabs)
 
         step_preset.change(lambda p: STEP_PRESETS[p], step_preset, steps, api_visibility="private")
         guidance_preset.change(lambda p: GUIDANCE_PRESETS[p], guidance_preset, guidance, api_visibility="private")
-        inputs = [prompt, negative, steps, guidance, width, height, seed, randomize]
         gr.on(
             triggers=[run.click, prompt.submit],
             fn=generate_image,
@@ -246,17 +284,7 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         )
         stop.click(stop_generation, None, None, api_name="stop", queue=False)
 
-        app.sd35ui = {  # for the other tabs and tests: the Generate tab's inputs by setting name
-            "tabs": tabs,
-            "generate_inputs": dict(
-                zip(
-                    ["prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed", "randomize_seed"],
-                    inputs,
-                )
-            ),
-            "stops": stops,
-            "config": config,
-        }
+        app.sd35ui = ctx  # for tests: the shared context
     return app
 
 
@@ -274,7 +302,7 @@ def _unchecked(component: Any) -> Any:
     return component
 
 
-def _slider(rng: Any, label: str | None = None, elem_id: str | None = None) -> gr.Slider:
+def _slider(rng: Range, label: str | None = None, elem_id: str | None = None) -> gr.Slider:
     slider = gr.Slider(
         minimum=rng.minimum,
         maximum=rng.maximum,
