@@ -1,0 +1,193 @@
+"""The History tab: every saved result, newest first, from the outputs folder (so it survives restarts); open one
+large with its settings and send them to the Generate tab, or drop any PNG (ours or A1111-style) to load its
+settings. Layout and wiring only: listing, thumbnails and reading settings live in `sd35ui.history`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from sd35ui import history
+from sd35ui.pipeline import model_spec
+from sd35ui.settings import ModelSpec
+
+HELP = """Every image and contact sheet is saved in the outputs folder as it is made, with its settings inside the
+PNG. Click one to see it large, then **Send to Generate** to make it again or vary it. Drop a PNG saved by sd35ui or
+by an A1111-compatible tool to load its settings."""
+
+
+def show_page(
+    root: Path, number: Any, include_cells: Any = False
+) -> tuple[list[tuple[str, str]], list[str], str, int]:
+    """One gallery page: (thumbnail, caption) items, the full-size paths in the same order, a position line and
+    the page number actually shown. Files that cannot be read are left out and counted."""
+    try:
+        number = int(number or 0)
+    except (TypeError, ValueError, OverflowError):
+        number = 0
+    page = history.page_of(history.list_results(root, include_cells=bool(include_cells)), number)
+    items: list[tuple[str, str]] = []
+    paths: list[str] = []
+    unreadable = 0
+    for entry in page.entries:
+        try:
+            thumb = history.thumbnail(entry, root)
+        except ValueError:  # a damaged or foreign file
+            unreadable += 1
+            continue
+        try:
+            prompt = history.read_metadata(entry.path)[0]["settings"].prompt
+        except ValueError:
+            prompt = None
+        items.append((str(thumb), history.caption(entry, prompt if isinstance(prompt, str) else None)))
+        paths.append(str(entry.path))
+    position = page.describe()
+    if unreadable:
+        position += f" · {unreadable} file(s) on this page could not be read"
+    return items, paths, position, page.number
+
+
+def describe(root: Path, path: str | None, spec: ModelSpec) -> tuple[str | None, str]:
+    """(the image to show large, its settings as text) for a result file inside `root`."""
+    if not path or not history.is_within(Path(path), root):
+        return None, ""
+    try:
+        loaded = history.load_settings(Path(path), spec)
+    except ValueError as exc:
+        return path, str(exc)
+    lines = [f"File: {Path(path).resolve().relative_to(Path(root).resolve())}"]
+    if loaded.model:
+        lines.append(f"Model: {loaded.model}")
+    lines += ["", loaded.parameters]
+    if loaded.notes:
+        lines += ["", "Before generating again with this app's model:", *(f"- {n}" for n in loaded.notes)]
+    return path, "\n".join(lines)
+
+
+def generate_updates(loaded: history.LoadedSettings) -> list[Any]:
+    """One value per Generate-tab input (in history.GENERATE_KEYS order); gr.skip() keeps what is there."""
+    return [loaded.values[key] if key in loaded.values else gr.skip() for key in history.GENERATE_KEYS]
+
+
+def _announce(loaded: history.LoadedSettings, name: str) -> None:
+    kind = "sd35ui" if loaded.source == "sd35ui" else "A1111-style"
+    missing = [k for k in history.GENERATE_KEYS if k not in loaded.values and k != "randomize_seed"]
+    kept = f" Not in the file, so unchanged: {', '.join(missing)}." if missing else ""
+    gr.Info(f"Loaded the {kind} settings of {name} into the Generate tab.{kept}", title="Settings loaded")
+    if loaded.notes:
+        gr.Warning(" ".join(loaded.notes), title="Change before generating")
+
+
+def build_history_tab(config: Any, generate_inputs: dict[str, gr.Component], tabs: gr.Tabs) -> None:
+    """Add the History tab. Call inside the app's `with gr.Tabs()` block, after the Generate tab (whose inputs,
+    keyed as history.GENERATE_KEYS, receive loaded settings) and with that Tabs (switched to id "generate")."""
+    root = Path(config.outputs)
+    spec = model_spec(config.load.resolve().model)
+    history.remove_stale_temp_files(root)  # left by a writer that was killed mid-write
+    targets = [generate_inputs[key] for key in history.GENERATE_KEYS]
+
+    with gr.Tab("History", id="history", elem_id="tab-history") as tab:
+        gr.Markdown(HELP)
+        with gr.Row(equal_height=True):
+            refresh = gr.Button("Refresh", scale=0, elem_id="history-refresh")
+            newer = gr.Button("◀ Newer", scale=0, elem_id="history-newer")
+            older = gr.Button("Older ▶", scale=0, elem_id="history-older")
+            cells = gr.Checkbox(label="Show contact-sheet cells", value=False, scale=0, elem_id="history-cells")
+            position = gr.Markdown(elem_id="history-position")
+        with gr.Row():
+            with gr.Column(scale=3):
+                gallery = gr.Gallery(
+                    label="Results, newest first",
+                    columns=6,
+                    height=640,
+                    object_fit="contain",
+                    allow_preview=False,
+                    interactive=False,
+                    elem_id="history-gallery",
+                )
+            with gr.Column(scale=2):
+                large = gr.Image(
+                    label="Selected",
+                    type="filepath",
+                    format="png",  # the file itself, settings included, for download
+                    interactive=False,
+                    buttons=["download", "fullscreen"],
+                    elem_id="history-image",
+                )
+                details = gr.Textbox(
+                    label="Settings", lines=8, interactive=False, buttons=["copy"], elem_id="history-settings"
+                )
+                send = gr.Button("Send to Generate", variant="primary", interactive=False, elem_id="history-send")
+                drop = gr.File(
+                    label="Load settings from a PNG",
+                    file_types=[".png"],
+                    type="filepath",
+                    elem_id="history-drop",
+                )
+        page = gr.Number(value=0, precision=0, visible=False)  # a component, not State: the API can pass it
+        paths = gr.State([])
+        selected = gr.State(None)
+
+    def list_page(number: Any, include_cells: Any) -> tuple[Any, ...]:
+        """One page of saved results (thumbnails), newest first; page 0 is the newest."""
+        return show_page(root, number, include_cells)
+
+    def step_page(number: Any, include_cells: Any, delta: int) -> tuple[Any, ...]:
+        try:
+            number = int(number) + delta
+        except (TypeError, ValueError, OverflowError):
+            number = 0
+        return show_page(root, number, include_cells)
+
+    # Browsing runs outside the queue: it reads small files, and must work while GPU jobs fill the queue.
+    page_outputs = [gallery, paths, position, page]
+    browse = dict(outputs=page_outputs, api_visibility="private", queue=False)
+    refresh.click(list_page, [page, cells], page_outputs, api_name="history", queue=False)
+    tab.select(lambda c: show_page(root, 0, c), [cells], **browse)
+    cells.change(lambda c: show_page(root, 0, c), [cells], **browse)
+    newer.click(lambda n, c: step_page(n, c, -1), [page, cells], **browse)
+    older.click(lambda n, c: step_page(n, c, +1), [page, cells], **browse)
+
+    def open_item(shown: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
+        index = evt.index if isinstance(evt.index, int) else -1
+        path = shown[index] if 0 <= index < len(shown) else None
+        image, text = describe(root, path, spec)
+        return image, text, path, gr.Button(interactive=image is not None)
+
+    gallery.select(open_item, [paths], [large, details, selected, send], api_visibility="private", queue=False)
+
+    def send_selected(path: str | None) -> list[Any]:
+        if not path or not history.is_within(Path(path), root):
+            raise gr.Error("Pick a result in the gallery first.", title="Nothing selected")
+        try:
+            loaded = history.load_settings(Path(path), spec)
+        except ValueError as exc:
+            raise gr.Error(str(exc), title="No settings") from None
+        _announce(loaded, Path(path).name)
+        return [*generate_updates(loaded), gr.Tabs(selected="generate")]
+
+    send.click(send_selected, [selected], [*targets, tabs], api_visibility="private", concurrency_limit=None)
+
+    def load_png(file: str | None) -> list[Any]:
+        """Load the generation settings embedded in a PNG (saved by sd35ui or an A1111-compatible tool) into the
+        Generate tab's inputs."""
+        if not file:
+            return [*[gr.skip()] * len(targets), gr.skip()]
+        name = Path(file).name
+        try:
+            loaded = history.load_settings(Path(file), spec)
+        except ValueError as exc:
+            raise gr.Error(str(exc), title="No settings loaded") from None
+        _announce(loaded, name)
+        return [*generate_updates(loaded), gr.Tabs(selected="generate")]
+
+    drop.upload(
+        load_png,
+        [drop],
+        [*targets, tabs],
+        api_name="load_settings",
+        concurrency_limit=None,  # reads one small file: never waits behind GPU jobs
+    )
