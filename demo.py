@@ -16,11 +16,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server = parser.add_argument_group("server")
     server.add_argument(
         "--host",
-        default=os.environ.get("SD35UI_HOST", "127.0.0.1"),
+        # Spaces sets GRADIO_SERVER_NAME=0.0.0.0; everywhere else the default serves this machine only
+        default=os.environ.get("SD35UI_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
         help="address to bind; 0.0.0.0 serves the network, e.g. in Docker (default: 127.0.0.1)",
     )
     server.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     server.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    server.add_argument("--mcp", action="store_true", help="also serve the tools to MCP clients at /gradio_api/mcp/")
     server.add_argument(
         "--outputs",
         default=os.environ.get("SD35UI_OUTPUTS", "outputs"),
@@ -54,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         options.dtype,
         options.device,
     )
+    from sd35ui import zerogpu
+
+    if zerogpu.on_zerogpu():  # imports `spaces` so that it patches torch before CUDA is touched
+        log.info("ZeroGPU Space: GPU time is requested per generation")
     try:
         get_pipeline(options)  # load before serving: a model that cannot load is an error at start, not per request
     except (PipelineError, ValueError) as exc:
@@ -62,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     config = AppConfig(
         load=options, outputs=Path(args.outputs).resolve(), queue_size=args.queue_size, concurrency=args.concurrency
     )
-    launch(create_app(config), config, host=args.host, port=args.port, share=args.share)
+    launch(create_app(config), config, host=args.host, port=args.port, share=args.share, mcp=args.mcp)
     return 0
 
 

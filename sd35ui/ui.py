@@ -10,7 +10,7 @@ from typing import Any
 
 import gradio as gr
 
-from sd35ui import metadata, storage
+from sd35ui import metadata, storage, zerogpu
 from sd35ui.generate import GenerationOutOfMemory, GenerationResult, GenerationStopped, generate
 from sd35ui.pipeline import LoadOptions, PipelineError, get_pipeline, model_banner, model_spec
 from sd35ui.settings import GUIDANCE_PRESETS, RANGES, STEP_PRESETS, GenerationSettings, ModelSpec, Range
@@ -155,6 +155,7 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
     stops = StopRegistry()
     banner = model_banner(options)
 
+    @zerogpu.gpu(zerogpu.generate_duration)
     def generate_image(
         prompt: str,
         negative_prompt: str,

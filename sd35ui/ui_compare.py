@@ -11,7 +11,7 @@ from typing import Any
 
 import gradio as gr
 
-from sd35ui import sheet, storage
+from sd35ui import sheet, storage, zerogpu
 from sd35ui.generate import GenerationOutOfMemory
 from sd35ui.pipeline import get_pipeline
 from sd35ui.settings import RANGES, GenerationSettings
@@ -178,6 +178,7 @@ def build_compare_tab(ctx: Any) -> None:
     for component in (x_axis, x_values, y_axis, y_values):
         component.change(preview, axis_inputs, status, api_visibility="private", queue=False)
 
+    @zerogpu.gpu(zerogpu.sheet_duration)
     def make_sheet(
         prompt: str,
         negative_prompt: str,

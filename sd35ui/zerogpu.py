@@ -1,0 +1,129 @@
+"""Hugging Face Spaces ZeroGPU: a GPU decorator that is a no-op everywhere else, and how many seconds to ask for.
+
+On a ZeroGPU Space each call of a `spaces.GPU` function borrows a GPU slice (an H200 MIG slice) for at most its
+`duration`; shorter requests are served first, and a call that runs past its duration is killed. Everywhere else
+(locally, in Docker, on a Space with dedicated hardware) `gpu()` returns the function unchanged, and the optional
+`spaces` package need not be installed. Importing this module imports nothing heavy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+REFERENCE_PIXELS = 1024 * 1024  # SD3.5 Medium's default size, where the per-step cost below was estimated
+# One guided step (two transformer passes, about 22.5 TFLOP) at 1024x1024 on a ZeroGPU slice (3/7 of an H200,
+# about 340 TFLOP/s bf16 peak), at roughly half of peak, with margin: a call that overruns is killed.
+SECONDS_PER_STEP = 0.15
+# Attention grows with the square of the image tokens, the rest linearly; at 1024x1024 (4096 image + 333 text
+# tokens, 1536 wide) attention is about a third of a step, i.e. half of the rest.
+ATTENTION_SHARE = 0.5
+OVERHEAD_S = 10.0  # per call: moving the pipeline onto the slice, text encoding, VAE decoding, saving the PNG
+MIN_DURATION_S = 15  # never ask for less: the overhead alone varies by seconds
+MAX_DURATION_S = 120  # never ask for more: long requests wait longest in the ZeroGPU queue and burn user quota
+
+
+def on_space() -> bool:
+    """True inside a Hugging Face Space (which sets SPACE_ID to "owner/name")."""
+    return bool(os.environ.get("SPACE_ID"))
+
+
+def on_zerogpu() -> bool:
+    """True on a ZeroGPU Space with the `spaces` package installed. There CUDA exists only inside `gpu()`
+    functions, and torch.compile must not be used (each call may land on another GPU slice).
+
+    Call it before the pipeline is loaded: on ZeroGPU it imports `spaces`, which must patch torch before anything
+    touches CUDA (then `.to("cuda")` at start-up is deferred to the first `gpu()` call)."""
+    if not on_space():
+        return False
+    try:
+        from spaces.config import Config
+    except ImportError:
+        return False
+    return bool(Config.zero_gpu)
+
+
+def gpu(duration_fn: Callable[..., float]) -> Callable[[F], F]:
+    """Decorate a function that needs the GPU: `spaces.GPU(duration=duration_fn)` on ZeroGPU, else unchanged.
+
+    `duration_fn` is called with the decorated function's own arguments and returns seconds (see `duration`)."""
+
+    def decorate(fn: F) -> F:
+        if not on_zerogpu():
+            return fn
+        import spaces
+
+        return spaces.GPU(duration=duration_fn)(fn)
+
+    return decorate
+
+
+def duration(steps: float, width: float, height: float, cells: int = 1) -> int:
+    """Seconds of GPU to request for `cells` images of `steps` steps at width x height, between the floor and cap.
+
+    Grows with steps, pixels (faster than linearly: attention) and cells; the overhead is paid once per call."""
+    pixels = max(float(width), 1.0) * max(float(height), 1.0) / REFERENCE_PIXELS
+    step_cost = SECONDS_PER_STEP * pixels * (1 + ATTENTION_SHARE * pixels) / (1 + ATTENTION_SHARE)
+    seconds = OVERHEAD_S + max(float(steps), 0.0) * step_cost * max(int(cells), 1)
+    if not math.isfinite(seconds):
+        return MAX_DURATION_S
+    return int(min(max(math.ceil(seconds), MIN_DURATION_S), MAX_DURATION_S))
+
+
+def generate_duration(
+    prompt: Any = None,
+    negative_prompt: Any = None,
+    steps: Any = 40,
+    guidance: Any = 4.5,
+    width: Any = 1024,
+    height: Any = 1024,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """`duration` for the app's /generate handler, called with its arguments before they are validated: values
+    that are not finite numbers ask for the floor (validation then rejects them at once)."""
+    try:
+        values = [float(steps), float(width), float(height)]
+    except (TypeError, ValueError):
+        return MIN_DURATION_S
+    if not all(map(math.isfinite, values)):
+        return MIN_DURATION_S
+    return duration(*values)
+
+
+def sheet_duration(
+    prompt: Any = None,
+    negative_prompt: Any = None,
+    x_axis: Any = None,
+    x_values: Any = None,
+    y_axis: Any = None,
+    y_values: Any = None,
+    steps: Any = 40,
+    guidance: Any = 4.5,
+    width: Any = 1024,
+    height: Any = 1024,
+    *args: Any,
+    **kwargs: Any,
+) -> int:
+    """`duration` for the /contact_sheet handler: the steps of every cell (a Steps axis counts its own values).
+    Input that does not parse asks for the floor; validation then rejects it at once."""
+    from sd35ui import sheet
+
+    try:
+        axes = [sheet.parse_axis(x_axis, x_values, "X")]
+        if y_axis is not None and str(y_axis).strip().lower() not in ("", "none", "-"):
+            axes.append(sheet.parse_axis(y_axis, y_values or "", "Y"))
+        total_steps = float(steps)
+        cells = 1
+        for axis in axes:
+            cells *= len(axis.values)
+        for axis in axes:
+            if axis.kind == "steps":
+                total_steps = sum(float(v) for v in axis.values) / len(axis.values)
+        return duration(total_steps, float(width), float(height), cells)
+    except (TypeError, ValueError):
+        return MIN_DURATION_S

@@ -1,0 +1,136 @@
+"""The app in a real browser (Debian's Chromium through Playwright) on the tiny model: generate with Enter and
+with the button, progress, download with settings inside, Stop, a validation message, and loading settings by
+dropping a PNG on the History tab. SD35UI_SCREENSHOTS=1 also writes the README's screenshots into assets/."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import browser_support as support
+import pytest
+from browser_support import (
+    SKIP_REASON,
+    browser_available,
+    drop_file,
+    open_advanced,
+    open_tab,
+    screenshot,
+    set_number,
+    set_settings,
+    toast_text,
+    type_prompt,
+    wait_for_image,
+    wait_for_progress,
+)
+
+from sd35ui import metadata, storage
+from sd35ui.settings import GenerationSettings
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)]
+browser, browser_app, page = support.browser, support.browser_app, support.page  # the shared pytest fixtures
+
+
+def test_enter_in_the_prompt_generates(page):
+    set_settings(page, steps=4, width=64, height=64, seed=7)
+    type_prompt(page, "a red circle").press("Enter")
+    wait_for_image(page)
+    assert page.locator("#info textarea").input_value().startswith("Seed 7 · 64x64 · 4 steps · guidance 4.5")
+    assert page.locator("#seed-used input").input_value() == "7"
+
+
+def test_button_shows_step_progress_then_the_image(page):
+    set_settings(page, steps=20, width=128, height=128)
+    type_prompt(page, "a lighthouse at dusk, oil painting")
+    page.locator("#generate-btn").click()
+    assert re.fullmatch(r"Step \d+/20", wait_for_progress(page, total=20))
+    screenshot(page, "progress")
+    src = wait_for_image(page)
+    assert src.endswith(".png")
+    info = page.locator("#info textarea").input_value()
+    assert "128x128 · 20 steps" in info
+    seed = int(page.locator("#seed-used input").input_value())  # randomized, and reported
+    assert f"Seed {seed} " in info
+    page.get_by_text("Advanced settings").click()  # close it: the picture shows the simple view
+    screenshot(page, "generate")
+
+
+def test_downloaded_image_carries_its_settings(page, tmp_path):
+    set_settings(page, steps=4, width=64, height=48, seed=1234, negative="blurry")
+    page.get_by_label("Precise").check()  # the guidance preset sets the slider to 7.5
+    type_prompt(page, "a blue square, top left")
+    page.locator("#generate-btn").click()
+    wait_for_image(page)
+    with page.expect_download() as download:
+        page.locator("#result").get_by_role("button", name="Download").click()
+    saved = tmp_path / download.value.suggested_filename
+    download.value.save_as(saved)
+    assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    read = metadata.read_png_metadata(str(saved))
+    assert read["source"] == "sd35ui" and read["model"] == "tiny-random"
+    assert read["settings"] == GenerationSettings(
+        prompt="a blue square, top left",
+        negative_prompt="blurry",
+        steps=4,
+        guidance=7.5,
+        width=64,
+        height=48,
+        seed=1234,
+    )
+
+
+def test_stop_ends_a_long_generation_within_a_step(page, browser_app):
+    before = set(browser_app.config.outputs.rglob("*.png"))
+    set_settings(page, steps=50, width=256, height=256)
+    type_prompt(page, "a long one")
+    page.locator("#generate-btn").click()
+    wait_for_progress(page, total=50)
+    pressed = time.monotonic()
+    page.locator("#stop-btn").click()
+    assert "Stopped before the image was finished" in toast_text(page)
+    assert time.monotonic() - pressed < 15  # one step of 256x256 takes well under a second, even on a busy CPU
+    assert page.locator("#result img").count() == 0
+    assert set(browser_app.config.outputs.rglob("*.png")) == before, "a stopped job saves nothing"
+
+
+def test_width_not_a_multiple_of_16_shows_its_message(page):
+    open_advanced(page)
+    set_number(page, "Width", 100)
+    type_prompt(page, "a red circle").press("Enter")
+    message = toast_text(page)
+    assert "Width must be a multiple of 16, got 100. Use 96 or 112 instead" in message
+    assert "Traceback" not in message
+    screenshot(page, "error")
+    assert page.locator("#result img").count() == 0
+
+
+def test_dropping_a_png_on_history_loads_its_settings(page, tmp_path):
+    settings = GenerationSettings(
+        prompt="a green triangle on a white background",
+        negative_prompt="text",
+        steps=12,
+        guidance=3.5,
+        width=96,
+        height=80,
+        seed=4242,
+    )
+    png = tmp_path / "from-elsewhere.png"
+    from PIL import Image
+
+    storage.save_png(Image.new("RGB", (96, 80), "white"), metadata.png_info(settings, "tiny-random"), png)
+
+    open_tab(page, "History")
+    drop_file(page, "#history-drop button", png)
+    assert "Loaded the sd35ui settings of from-elsewhere.png" in toast_text(page)
+    prompt = page.locator("#prompt textarea")
+    prompt.wait_for(state="visible")  # back on the Generate tab
+    assert prompt.input_value() == settings.prompt
+    open_advanced(page)
+    assert page.locator("#negative textarea").input_value() == "text"
+    values = {label: page.get_by_label(f"number input for {label}").input_value() for label in ("Steps", "Width")}
+    assert values == {"Steps": "12", "Width": "96"}
+    assert page.get_by_label("number input for Height").input_value() == "80"
+    assert float(page.get_by_label("number input for Guidance scale").input_value()) == 3.5
+    assert page.locator("#seed input").input_value() == "4242"
+    assert not page.locator("#randomize input[type=checkbox]").is_checked()
+    screenshot(page, "settings-loaded", full_page=True)
