@@ -1,0 +1,51 @@
+"""The Compare tab in a real browser: a small contact sheet fills in cell by cell, the finished sheet shows, and
+clicking a cell opens its exact settings in the Generate tab. SD35UI_SCREENSHOTS=1 writes the README's picture."""
+
+from __future__ import annotations
+
+import browser_support as support
+import pytest
+from browser_support import SKIP_REASON, browser_available, open_tab, screenshot
+
+pytestmark = [pytest.mark.browser, pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)]
+browser, browser_app, page = support.browser, support.browser_app, support.page  # the shared pytest fixtures
+
+
+def test_a_sheet_fills_in_and_a_cell_opens_in_generate(page):
+    open_tab(page, "Compare")
+    page.get_by_text("Fixed settings").click()
+    for label, value in (("Steps", 4), ("Width", 64), ("Height", 64)):
+        box = page.locator("#tab-compare").get_by_label(f"number input for {label}")
+        box.fill(str(value))
+        box.press("Enter")
+    page.locator("#sheet-seed input").fill("5")
+    page.locator("#x-values textarea, #x-values input").first.fill("1, 4.5, 7")
+    page.locator("#y-values textarea, #y-values input").first.fill("2, 6")
+    page.locator("#sheet-prompt textarea").fill("a red circle on a blue background")
+    page.locator("#sheet-status").get_by_text("6 cells (3 x 2).").wait_for()  # the count shows while typing
+    page.locator("#sheet-btn").click()
+
+    cells = page.locator("#sheet-cells img")
+    cells.first.wait_for()  # cells appear before the sheet is finished
+    page.locator("#sheet img").wait_for()
+    assert cells.count() == 6
+    status = page.locator("#sheet-status").inner_text()
+    assert "6 cells" in status and "seed 5" in status
+    assert page.locator("#zip a, #zip").first.is_visible()
+    screenshot(page, "compare", full_page=True)
+
+    cells.nth(4).click()  # row 2, column 2: guidance 4.5, 6 steps
+    generate_tab = page.locator("#tab-generate")
+    generate_tab.wait_for(state="visible")
+    assert page.locator("#prompt textarea").input_value() == "a red circle on a blue background"
+    generate_tab.get_by_text("Advanced settings").click()
+    assert generate_tab.get_by_label("number input for Steps").input_value() == "6"
+    assert generate_tab.get_by_label("number input for Guidance scale").input_value() == "4.5"
+    assert page.locator("#seed input").input_value() == "5"
+    assert not page.locator("#randomize input[type=checkbox]").is_checked()
+
+
+def test_an_invalid_axis_says_what_is_wrong_while_typing(page):
+    open_tab(page, "Compare")
+    page.locator("#x-values textarea, #x-values input").first.fill("1-10[100]")
+    page.locator("#sheet-status").get_by_text("100 values").wait_for()
