@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -265,15 +266,22 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                                 )
                                 _unchecked(seed)
                                 randomize = gr.Checkbox(label="Randomize seed", value=True, elem_id="randomize")
-                        seed_used = gr.Number(label="Seed used", interactive=False, precision=0, elem_id="seed-used")
+                        seed_used = gr.Number(
+                            label="Seed used", value=None, interactive=False, precision=0, elem_id="seed-used"
+                        )
                         gr.Markdown(HELP)
             inputs = [prompt, negative, steps, guidance, width, height, seed, randomize]
             ctx = AppContext(config, options, spec, stops, tabs, dict(zip(GENERATE_KEYS, inputs)))
             build_compare_tab(ctx)
             build_history_tab(config, ctx.generate_inputs, tabs)
 
-        step_preset.change(lambda p: STEP_PRESETS[p], step_preset, steps, api_visibility="private")
-        guidance_preset.change(lambda p: GUIDANCE_PRESETS[p], guidance_preset, guidance, api_visibility="private")
+        for preset, slider, table in (
+            (step_preset, steps, STEP_PRESETS),
+            (guidance_preset, guidance, GUIDANCE_PRESETS),
+        ):
+            # a preset sets its slider; a slider moved (or loaded from an image) shows the preset it matches, if any
+            preset.change(partial(_preset_value, table), preset, slider, api_visibility="private", queue=False)
+            slider.change(partial(_matching_preset, table), slider, preset, api_visibility="private", queue=False)
         gr.on(
             triggers=[run.click, prompt.submit],
             fn=generate_image,
@@ -287,6 +295,20 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
 
         app.sd35ui = ctx  # for tests: the shared context
     return app
+
+
+def _preset_value(table: dict[str, float], name: str | None) -> Any:
+    return table[name] if name in table else gr.skip()
+
+
+def _matching_preset(table: dict[str, float], value: Any) -> str | None:
+    for name, preset in table.items():
+        try:
+            if float(value) == preset:
+                return name
+        except (TypeError, ValueError):
+            break
+    return None
 
 
 def _loaded(options: LoadOptions) -> bool:
