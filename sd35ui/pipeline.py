@@ -262,6 +262,10 @@ def load_pipeline(options: LoadOptions) -> Any:
             raise translated from exc
         raise
     pipe.set_progress_bar_config(disable=True)
+    if options.is_tiny:  # read as many T5 tokens as the built-in model was trained with (SD3.5: 256)
+        from sd35ui.tiny import tiny_model_info
+
+        pipe.sd35ui_max_sequence_length = int(tiny_model_info(options.model).get("max_sequence_length", 256))
     if options.offload == "model":
         pipe.enable_model_cpu_offload()
     elif options.offload == "sequential":

@@ -51,12 +51,29 @@ class ModelSpec:
     default_size: int
     max_size: int
     min_size: int = 256
+    default_steps: int = 40  # what the model's guide recommends; sliders open here
+    examples: tuple[str, ...] = ()  # prompts shown under the prompt box
+    # the Compare tab opens on: X type, X values, Y type, Y values (the usage guide's question for SD3.5)
+    sheet_axes: tuple[str, str, str, str] = ("Guidance", "3, 4.5, 6, 7.5", "Steps", "10, 20, 30, 40")
+
+    def steps_range(self) -> Range:
+        return dataclasses.replace(RANGES["steps"], default=self.default_steps)
 
     def size_range(self) -> Range:
         return Range("Size", self.min_size, self.max_size, self.default_size, SIZE_MULTIPLE, integer=True)
 
 
-SD35_MEDIUM = ModelSpec("stabilityai/stable-diffusion-3.5-medium", default_size=1024, max_size=1440, min_size=256)
+SD35_MEDIUM = ModelSpec(
+    "stabilityai/stable-diffusion-3.5-medium",
+    default_size=1024,
+    max_size=1440,
+    min_size=256,
+    examples=(
+        "a misty pine forest at dawn, soft volumetric light, matte painting background",
+        "concept art of a floating desert city, warm sunset palette, wide establishing shot",
+        "a cozy reading nook by a rainy window, watercolor illustration",
+    ),
+)
 
 
 def _number(field: str, value: Any, rng: Range) -> float:

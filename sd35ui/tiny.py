@@ -203,6 +203,10 @@ def tiny_spec(model: str = "tiny") -> ModelSpec:
         default_size=int(info.get("default_size", TINY_SIZE)),
         max_size=int(info.get("max_size", 256)),
         min_size=int(info.get("min_size", 32)),
+        default_steps=int(info.get("default_steps", 40)),
+        examples=tuple(info.get("example_prompts", ("a red circle on a blue background",))),
+        # the trained model is sharp by 10 steps: show where steps and guidance still make a difference
+        sheet_axes=tuple(info.get("sheet_axes", ("Guidance", "1, 3, 4.5, 7", "Steps", "2, 5, 10, 20"))),
     )
 
 

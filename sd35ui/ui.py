@@ -231,6 +231,8 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                     )
                     run = gr.Button("Generate", variant="primary", scale=1, elem_id="generate-btn")
                     stop = gr.Button("Stop", variant="stop", scale=0, elem_id="stop-btn")
+                if spec.examples:
+                    gr.Examples([[example] for example in spec.examples], inputs=[prompt], label="Try")
                 with gr.Row():
                     with gr.Column(scale=2):
                         image = gr.Image(
@@ -245,8 +247,12 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                     with gr.Column(scale=1):
                         with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
                             negative = gr.Textbox(label="Negative prompt", lines=1, max_lines=4, elem_id="negative")
-                            step_preset = gr.Radio(list(STEP_PRESETS), label="Steps preset", value="Standard")
-                            steps = _slider(RANGES["steps"], elem_id="steps")
+                            step_preset = gr.Radio(
+                                list(STEP_PRESETS),
+                                label="Steps preset",
+                                value=_matching_preset(STEP_PRESETS, spec.default_steps),
+                            )
+                            steps = _slider(spec.steps_range(), elem_id="steps")
                             guidance_preset = gr.Radio(
                                 list(GUIDANCE_PRESETS), label="Guidance preset", value="General"
                             )

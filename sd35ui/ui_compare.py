@@ -99,6 +99,7 @@ def build_compare_tab(ctx: Any) -> None:
         with gr.Row(equal_height=True):
             prompt = gr.Textbox(
                 label="Prompt",
+                value=spec_of_model.examples[0] if spec_of_model.examples else "",  # one click makes a sheet
                 lines=1,
                 max_lines=6,
                 scale=5,
@@ -107,20 +108,17 @@ def build_compare_tab(ctx: Any) -> None:
             )
             run = gr.Button("Make sheet", variant="primary", scale=1, elem_id="sheet-btn")
             stop = gr.Button("Stop", variant="stop", scale=0, elem_id="sheet-stop-btn")
+        x_default, x_values_default, y_default, y_values_default = spec_of_model.sheet_axes
         with gr.Row():
-            x_axis = gr.Dropdown(
-                list(sheet.AXIS_CHOICES), value=sheet.DEFAULT_X_TYPE, label="X axis", elem_id="x-axis"
-            )
-            x_values = gr.Textbox(value=sheet.DEFAULT_X_VALUES, label="X values", elem_id="x-values")
-            y_axis = gr.Dropdown(
-                ["None", *sheet.AXIS_CHOICES], value=sheet.DEFAULT_Y_TYPE, label="Y axis", elem_id="y-axis"
-            )
-            y_values = gr.Textbox(value=sheet.DEFAULT_Y_VALUES, label="Y values", elem_id="y-values")
+            x_axis = gr.Dropdown(list(sheet.AXIS_CHOICES), value=x_default, label="X axis", elem_id="x-axis")
+            x_values = gr.Textbox(value=x_values_default, label="X values", elem_id="x-values")
+            y_axis = gr.Dropdown(["None", *sheet.AXIS_CHOICES], value=y_default, label="Y axis", elem_id="y-axis")
+            y_values = gr.Textbox(value=y_values_default, label="Y values", elem_id="y-values")
         gr.Markdown(HELP)
         with gr.Accordion("Fixed settings (everything not on an axis)", open=False):
             negative = gr.Textbox(label="Negative prompt", lines=1, elem_id="sheet-negative")
             with gr.Row():
-                steps = ctx.slider(RANGES["steps"], elem_id="sheet-steps")
+                steps = ctx.slider(spec_of_model.steps_range(), elem_id="sheet-steps")
                 guidance = ctx.slider(RANGES["guidance"], elem_id="sheet-guidance")
             with gr.Row():
                 width = ctx.slider(size, label="Width", elem_id="sheet-width")
@@ -139,7 +137,7 @@ def build_compare_tab(ctx: Any) -> None:
                 margin = ctx.unchecked(
                     gr.Number(label="Margin between cells (px)", value=0, precision=0, elem_id="sheet-margin")
                 )
-        status = gr.Markdown("16 cells (4 x 4).", elem_id="sheet-status")
+        status = gr.Markdown(elem_id="sheet-status")
         cells = gr.Gallery(
             label="Cells (click one to open it in the Generate tab)",
             columns=4,
