@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 
+from sd35ui.access import AUTH_ENV, auth_from, default_host, exposure_warnings
 from sd35ui.options import add_model_arguments, load_options
 
 
@@ -16,12 +17,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server = parser.add_argument_group("server")
     server.add_argument(
         "--host",
-        # Spaces sets GRADIO_SERVER_NAME=0.0.0.0; everywhere else the default serves this machine only
-        default=os.environ.get("SD35UI_HOST") or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1",
+        default=default_host(),  # SD35UI_HOST, GRADIO_SERVER_NAME (Spaces: 0.0.0.0), else this machine only
         help="address to bind; 0.0.0.0 serves the network, e.g. in Docker (default: 127.0.0.1)",
     )
     server.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
     server.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
+    server.add_argument(
+        "--auth",
+        metavar="USER:PASSWORD",
+        help=f"require this login for the page, the API and the files (or set {AUTH_ENV}=user:password, which keeps "
+        "the password out of the process list)",
+    )
     server.add_argument("--mcp", action="store_true", help="also serve the tools to MCP clients at /gradio_api/mcp/")
     server.add_argument(
         "--outputs",
@@ -43,6 +49,13 @@ def main(argv: list[str] | None = None) -> int:
     from sd35ui.pipeline import PipelineError, get_pipeline, model_banner
     from sd35ui.ui import AppConfig, create_app, launch
 
+    try:
+        auth = auth_from(args.auth)
+    except ValueError as exc:
+        log.error("Error: %s", exc)
+        return 2
+    for warning in exposure_warnings(args.host, args.share, auth):
+        log.warning(warning)
     options = load_options(args).resolve()
     banner = model_banner(options)
     if banner:
@@ -65,10 +78,16 @@ def main(argv: list[str] | None = None) -> int:
     except (PipelineError, ValueError) as exc:
         log.error("Error: %s", exc)
         return 1
+    except Exception as exc:  # a damaged or incomplete download, a broken install: one clear line, no traceback
+        log.error("Error: could not load %s: %s: %s", options.model, type(exc).__name__, exc)
+        log.error(
+            "If its files are damaged or incomplete, delete them and download again (--model tiny runs the demo)."
+        )
+        return 1
     config = AppConfig(
         load=options, outputs=Path(args.outputs).resolve(), queue_size=args.queue_size, concurrency=args.concurrency
     )
-    launch(create_app(config), config, host=args.host, port=args.port, share=args.share, mcp=args.mcp)
+    launch(create_app(config), config, host=args.host, port=args.port, share=args.share, auth=auth, mcp=args.mcp)
     return 0
 
 

@@ -35,6 +35,18 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto")
     group.add_argument("--allow-cpu", action="store_true", help="run a full-size model on the CPU (very slow)")
+    group.add_argument(
+        "--compile",
+        choices=["none", "regional", "full"],
+        default="none",
+        help="torch.compile the transformer: regional compiles each block (short compile), full the whole model; "
+        "pays back only over many images (default: none)",
+    )
+    group.add_argument(
+        "--offload-text-encoders",
+        action="store_true",
+        help="keep T5 and the CLIPs in CPU memory, streamed to the GPU only for a new prompt (12-16 GB GPUs)",
+    )
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:

@@ -19,6 +19,7 @@ from sd35ui.settings import SD35_MEDIUM, ModelSpec
 
 DEFAULT_MODEL = SD35_MEDIUM.name
 TINY_MODELS = ("tiny", "tiny-random")
+FULLSIZE_PREFIX = "fullsize-random"  # the real SD3.5 Medium architecture with random weights (sd35ui.fullsize)
 NF4_MIN_GIB_FOR_FULL = 24  # below this much GPU memory, "auto" picks nf4 + model offload (model card recipe)
 
 Quant = Literal["auto", "nf4", "none"]
@@ -61,6 +62,12 @@ class LoadOptions:
     dtype: str = "auto"  # bfloat16 on CUDA, float32 on CPU
     allow_cpu: bool = False  # run a full-size model on the CPU (very slow; refused unless asked for)
     device: str = "auto"
+    compile: str = "none"  # torch.compile of the transformer: none, regional (each block) or full (sd35ui.speed)
+    offload_text_encoders: bool = False  # keep T5 and the CLIPs in CPU memory, streamed to the GPU for new prompts
+
+    @property
+    def is_fullsize_random(self) -> bool:
+        return self.model.startswith(FULLSIZE_PREFIX)
 
     @property
     def is_tiny(self) -> bool:
@@ -107,6 +114,8 @@ def model_banner(options: LoadOptions) -> str | None:
         from sd35ui.tiny import tiny_banner
 
         return tiny_banner(options.model)
+    if options.is_fullsize_random:
+        return "SD3.5 Medium's architecture with random weights: images are noise; for timing and memory only"
     if not options.device.startswith("cuda"):
         return f"running {options.model} on the CPU (--allow-cpu): one image takes many minutes"
     return None
@@ -155,6 +164,15 @@ def check_options(options: LoadOptions) -> None:
             f"No CUDA GPU found: {options.model} needs a GPU (one image takes many minutes on a CPU). Run on an "
             "NVIDIA GPU, use the built-in tiny demo model (--model tiny), or pass --allow-cpu to insist."
         )
+    if options.is_fullsize_random:
+        from sd35ui.fullsize import SHAPES
+
+        shape = options.model.removeprefix(FULLSIZE_PREFIX).lstrip("-") or "full"
+        if shape not in SHAPES:
+            raise ModelNotFoundError(
+                f"Unknown random model {options.model!r}: use {FULLSIZE_PREFIX}[-{'|-'.join(SHAPES)}]."
+            )
+        return
     if not options.is_tiny and _looks_local(options.model) and not Path(options.model, "model_index.json").is_file():
         raise ModelNotFoundError(
             f"No diffusers pipeline found at {options.model!r}: the folder must hold model_index.json (as written "
@@ -213,6 +231,13 @@ def load_pipeline(options: LoadOptions) -> Any:
     from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 
     dtype = getattr(torch, options.dtype)
+    if options.is_fullsize_random:
+        from sd35ui.fullsize import build_pipeline
+
+        shape = options.model.removeprefix(FULLSIZE_PREFIX).lstrip("-") or "full"
+        pipe = build_pipeline(shape, device=options.device, dtype=dtype)
+        pipe.sd35ui_options = options
+        return _apply_speed(pipe, options)
     path = options.model
     if options.is_tiny:
         from sd35ui.tiny import tiny_model_path
@@ -270,15 +295,27 @@ def load_pipeline(options: LoadOptions) -> Any:
         pipe.enable_model_cpu_offload()
     elif options.offload == "sequential":
         pipe.enable_sequential_cpu_offload()
-    elif options.quant == "none" and options.t5 != "4bit":
+    elif options.quant == "none" and options.t5 != "4bit" and not options.offload_text_encoders:
         pipe.to(options.device)
     else:  # quantized modules are placed by bitsandbytes; move the rest
-        for name in ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        names = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
+        for name in names[:2] if options.offload_text_encoders else names:  # sd35ui.speed streams the encoders
             module = getattr(pipe, name, None)
             if module is not None and not getattr(module, "is_loaded_in_4bit", False):
                 module.to(options.device)
     free_memory()
     pipe.sd35ui_options = options  # what was actually loaded, for metadata and the banner
+    return _apply_speed(pipe, options)
+
+
+def _apply_speed(pipe: Any, options: LoadOptions) -> Any:
+    if options.compile != "none" or options.offload_text_encoders:
+        from sd35ui.speed import apply_speed_options
+
+        try:
+            apply_speed_options(pipe, compile=options.compile, offload_text_encoders=options.offload_text_encoders)
+        except ValueError as exc:
+            raise OptionsError(str(exc)) from exc
     return pipe
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from sd35ui import metadata, storage, zerogpu
 from sd35ui.generate import GenerationOutOfMemory, GenerationResult, GenerationStopped, generate
@@ -41,13 +42,21 @@ class StopRegistry:
 
     def __init__(self) -> None:
         self._events: dict[str, threading.Event] = {}
+        self._early: set[str] = set()  # sessions that pressed Stop while their job was still waiting in the queue
         self._lock = threading.Lock()
 
     def start(self, session: str) -> threading.Event:
         with self._lock:
             event = threading.Event()
+            if session in self._early:
+                self._early.discard(session)
+                event.set()  # stops before the first step
             self._events[session] = event
             return event
+
+    def stop_when_started(self, session: str) -> None:
+        with self._lock:
+            self._early.add(session)
 
     def stop(self, session: str) -> bool:
         with self._lock:
@@ -148,6 +157,35 @@ class AppContext:
     def user_error(exc: BaseException) -> gr.Error:
         return user_error(exc)
 
+    app: gr.Blocks | None = None
+
+    def client_gone(self, event_id: str | None) -> bool:
+        return self.app is not None and client_gone(self.app, event_id)
+
+
+def client_gone(app: gr.Blocks, event_id: str | None) -> bool:
+    """True once the browser tab or API client that started `event_id` has disconnected or cancelled it. Gradio
+    6.31 then drops the job's waiting events and marks the running one dead (or, on /cancel, forgets it), but lets
+    a running non-generator function go on to the end; the step callback polls this and stops the job within one
+    step. (`_queue` is private Gradio API: tests/test_reliability.py checks the behaviour on every upgrade.)"""
+    queue = getattr(app, "_queue", None)
+    if queue is None or not event_id:  # called outside the queue
+        return False
+    event = queue.event_ids_to_events.get(event_id)  # forgotten while running: the job was cancelled (/cancel)
+    return event is None or not event.alive
+
+
+def has_waiting_job(app: gr.Blocks, session: str) -> bool:
+    """True when this session has a job waiting in the queue (not yet running). Private Gradio API, as above."""
+    queue = getattr(app, "_queue", None)
+    if queue is None:
+        return False
+    return any(
+        event.session_hash == session
+        for waiting in queue.event_queue_per_concurrency_id.values()
+        for event in waiting.queue
+    )
+
 
 def create_app(config: AppConfig | None = None) -> gr.Blocks:
     config = config or AppConfig()
@@ -193,12 +231,19 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         session = session_of(request)
         stop = stops.start(session)
         progress(0, desc="Loading model" if not _loaded(options) else "Starting")
+        event_id = LocalContext.event_id.get(None)
+
+        def on_step(i: int, n: int) -> None:
+            progress((i, n), desc=f"Step {i}/{n}")
+            if client_gone(app, event_id):
+                stop.set()  # the tab was closed or the client went away: free the GPU within one step
+
         try:
             pipe = get_pipeline(options)
             result = generate(
                 pipe,
                 settings,
-                on_step=lambda i, n: progress((i, n), desc=f"Step {i}/{n}"),
+                on_step=on_step,
                 stop=stop,
             )
             path = save_result(result, config.outputs)
@@ -211,8 +256,10 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         return str(path), result.seed, info_line(result)
 
     def stop_generation(request: gr.Request) -> None:
-        """Stop this user's running generation within one step."""
-        stops.stop(session_of(request))
+        """Stop this user's running generation within one step (or a waiting one as soon as it starts)."""
+        session = session_of(request)
+        if not stops.stop(session) and has_waiting_job(app, session):
+            stops.stop_when_started(session)
 
     with gr.Blocks(title="sd35ui · Stable Diffusion 3.5 Medium") as app:
         gr.Markdown("# sd35ui · Stable Diffusion 3.5 Medium")
@@ -277,7 +324,7 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
                         )
                         gr.Markdown(HELP)
             inputs = [prompt, negative, steps, guidance, width, height, seed, randomize]
-            ctx = AppContext(config, options, spec, stops, tabs, dict(zip(GENERATE_KEYS, inputs)))
+            ctx = AppContext(config, options, spec, stops, tabs, dict(zip(GENERATE_KEYS, inputs)), app=app)
             build_compare_tab(ctx)
             build_history_tab(config, ctx.generate_inputs, tabs)
 
@@ -343,6 +390,9 @@ def _slider(rng: Range, label: str | None = None, elem_id: str | None = None) ->
     return _unchecked(slider)
 
 
+MAX_UPLOAD_BYTES = 64 * 2**20  # the PNG drop zone (history.MAX_PNG_BYTES); Gradio accepts any size otherwise
+
+
 def launch(
     app: gr.Blocks,
     config: AppConfig,
@@ -362,6 +412,8 @@ def launch(
         share=share,
         auth=auth,
         allowed_paths=[str(config.outputs)],
+        show_error=True,  # Gradio's own refusals (a path never uploaded, a malformed call) keep their message
+        max_file_size=MAX_UPLOAD_BYTES,
         mcp_server=mcp,
         **kwargs,
     )

@@ -10,6 +10,7 @@ import threading
 from typing import Any
 
 import gradio as gr
+from gradio.context import LocalContext
 
 from sd35ui import sheet, storage, zerogpu
 from sd35ui.generate import GenerationOutOfMemory
@@ -259,6 +260,7 @@ def build_compare_tab(ctx: Any) -> None:
             except BaseException as exc:  # reported to the user below; the server goes on
                 events.put(("error", exc))
 
+        event_id = LocalContext.event_id.get(None)
         threading.Thread(target=worker, name="sd35ui-sheet", daemon=True).start()
         made: list[dict[str, Any]] = []
         finished: list[sheet.CellResult] = []
@@ -274,6 +276,8 @@ def build_compare_tab(ctx: Any) -> None:
                     i, n, s, t = payload
                     steps_done += 1
                     progress((steps_done, total_steps), desc=f"Cell {i + 1} of {n} · step {s}/{t}")
+                    if ctx.client_gone(event_id):
+                        stop_event.set()  # the tab was closed or the client went away: free the GPU
                 elif kind == "cell":
                     path = sheet.save_cell(payload, sheet_path)  # saved as it is made: nothing lost
                     caption = cell_caption(spec, payload.cell)

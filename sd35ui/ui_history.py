@@ -128,6 +128,7 @@ def build_history_tab(config: Any, generate_inputs: dict[str, gr.Component], tab
                     elem_id="history-drop",
                 )
         page = gr.Number(value=0, precision=0, visible=False)  # a component, not State: the API can pass it
+        page.preprocess = lambda payload: payload  # show_page reads any value; Gradio's check fails on NaN
         paths = gr.State([])
         selected = gr.State(None)
 

@@ -1,0 +1,243 @@
+"""History: listing the outputs folder, thumbnails, and loading settings from our PNGs and A1111-style ones."""
+
+import json
+import os
+import struct
+import time
+import zlib
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image, PngImagePlugin
+
+from sd35ui import history, metadata, storage
+from sd35ui.settings import SD35_MEDIUM, GenerationSettings
+from sd35ui.ui_history import describe, show_page
+
+OURS = GenerationSettings(
+    prompt="a fox, in snow: watercolor",
+    negative_prompt="blurry",
+    steps=28,
+    guidance=5.5,
+    width=832,
+    height=1216,
+    seed=7,
+)
+A1111_TEXT = (
+    "a photo of a cat, highly detailed\nNegative prompt: blurry, lowres\nSteps: 30, Sampler: DPM++ 2M Karras, "
+    "CFG scale: 7, Seed: 3288463651, Size: 832x1216, Model hash: 31e35c80fc, Model: sd_xl_base_1.0, Version: v1.6.0"
+)
+
+
+def save(path, settings=OURS, size=(32, 32), color="red"):
+    return storage.save_png(Image.new("RGB", size, color), metadata.png_info(settings, "tiny"), path)
+
+
+def a1111_png(path, text=A1111_TEXT):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (16, 16), "blue").save(path, pnginfo=info)
+    return path
+
+
+def test_results_are_listed_newest_first_and_partial_files_never(tmp_path):
+    old = save(tmp_path / "2025-12-31" / "235959-image-1-aaaaaa.png")
+    sheet = save(tmp_path / "2026-01-02" / "080000-sheet-3-bbbbbb.png")
+    cell = save(tmp_path / "2026-01-02" / "080000-sheet-3-bbbbbb-r1c2.png")
+    new = save(tmp_path / "2026-01-02" / "093000-image-2-cccccc.png")
+    (tmp_path / "2026-01-02" / ".tmp-abc.png").write_bytes(b"\x89PNG half written")
+    (tmp_path / "2026-01-02" / "093000-sheet-2-cccccc.zip").write_bytes(b"zip")
+    save(tmp_path / history.THUMBS_DIR / "2026-01-02" / "x.png")
+    (tmp_path / "link.png").symlink_to(new)
+
+    entries = history.list_results(tmp_path)
+    assert [e.path for e in entries] == [new, sheet, old]
+    assert [e.kind for e in entries] == ["image", "sheet", "image"]
+    assert [e.path for e in history.list_results(tmp_path, include_cells=True)] == [new, cell, sheet, old]
+
+
+def test_same_second_and_foreign_names_order_by_modification_time(tmp_path):
+    first = save(tmp_path / "2026-01-02" / "100000-image-1-aaaaaa.png")
+    second = save(tmp_path / "2026-01-02" / "100000-image-2-ffffff.png")
+    foreign = save(tmp_path / "my picture.png")
+    now = time.time()
+    os.utime(first, (now - 10, now - 10))
+    os.utime(second, (now - 5, now - 5))
+    os.utime(foreign, (now, now))
+    assert [e.path for e in history.list_results(tmp_path)][-2:] == [second, first]
+    assert history.list_results(tmp_path)[0].kind == "file"
+
+
+def test_missing_outputs_folder_is_an_empty_history(tmp_path):
+    assert history.list_results(tmp_path / "nothing") == []
+    items, paths, text, number = show_page(tmp_path / "nothing", 0)
+    assert (items, paths, number) == ([], [], 0) and "No results yet" in text
+
+
+def test_pages_are_clamped_and_described(tmp_path):
+    entries = [history.Entry(tmp_path / f"{i}.png", history._dt.datetime(2026, 1, 1), "image") for i in range(5)]
+    page = history.page_of(entries, 7, size=2)
+    assert page.number == 2 and len(page.entries) == 1 and page.pages == 3
+    assert page.describe() == "5–5 of 5, newest first · page 3 of 3"
+    assert history.page_of(entries, -3, size=2).number == 0
+
+
+def test_thumbnails_are_small_made_once_and_remade_when_the_image_changes(tmp_path):
+    path = save(tmp_path / "2026-01-02" / "100000-image-1-aaaaaa.png", size=(1024, 512))
+    thumb = history.thumbnail(history.list_results(tmp_path)[0], tmp_path)
+    assert thumb.parent == tmp_path / history.THUMBS_DIR / "2026-01-02"
+    with Image.open(thumb) as image:
+        assert image.size == (history.THUMB_SIZE, history.THUMB_SIZE // 2)
+    made = thumb.stat().st_mtime_ns
+    assert history.thumbnail(path, tmp_path).stat().st_mtime_ns == made
+    later = time.time() + 5
+    save(path, color="green", size=(64, 64))
+    os.utime(path, (later, later))
+    with Image.open(history.thumbnail(path, tmp_path)) as image:
+        assert image.size == (64, 64)
+
+
+def test_a_damaged_file_is_counted_not_shown(tmp_path):
+    good = save(tmp_path / "2026-01-02" / "100000-image-1-aaaaaa.png")
+    (tmp_path / "2026-01-02" / "110000-image-2-bbbbbb.png").write_bytes(b"\x89PNG\r\n\x1a\ntruncated")
+    items, paths, text, _ = show_page(tmp_path, 0)
+    assert paths == [str(good)] and len(items) == 1
+    assert "2 of 2" in text and "1 file(s) on this page could not be read" in text
+    assert items[0][1].endswith("a fox, in snow: watercolor")
+
+
+def test_settings_from_our_png_fill_every_generate_input(tmp_path):
+    loaded = history.load_settings(save(tmp_path / "a.png"), SD35_MEDIUM)
+    assert loaded.source == metadata.JSON_KEY and loaded.model == "tiny" and loaded.notes == []
+    assert loaded.values == {
+        "prompt": OURS.prompt,
+        "negative_prompt": "blurry",
+        "steps": 28,
+        "guidance": 5.5,
+        "width": 832,
+        "height": 1216,
+        "seed": 7,
+        "randomize_seed": False,
+    }
+    assert set(loaded.values) == set(history.GENERATE_KEYS)
+
+
+def test_settings_from_an_a1111_png_with_notes_on_what_this_model_cannot_use(tmp_path):
+    loaded = history.load_settings(a1111_png(tmp_path / "sdxl.png"), SD35_MEDIUM)
+    assert loaded.source == metadata.PARAMETERS_KEY and loaded.model == "sd_xl_base_1.0"
+    assert loaded.values == {
+        "prompt": "a photo of a cat, highly detailed",
+        "negative_prompt": "blurry, lowres",
+        "steps": 30,
+        "guidance": 7.0,
+        "width": 832,
+        "height": 1216,
+        "seed": 3288463651,
+        "randomize_seed": False,
+    }
+    assert loaded.parameters == A1111_TEXT
+    assert len(loaded.notes) == 1 and "Seed" in loaded.notes[0] and "2147483647" in loaded.notes[0]
+
+
+def test_fields_missing_from_a1111_text_are_left_out(tmp_path):
+    loaded = history.load_settings(a1111_png(tmp_path / "p.png", "just a prompt\nSteps: 20, Sampler: Euler"))
+    assert loaded.values == {"prompt": "just a prompt", "negative_prompt": "", "steps": 20}
+
+
+def test_sizes_another_model_cannot_make_are_noted(tmp_path, tiny_spec):
+    loaded = history.load_settings(a1111_png(tmp_path / "p.png"), tiny_spec)
+    assert any("Width" in n or "width" in n for n in loaded.notes)
+    assert any("height" in n.lower() for n in loaded.notes)
+
+
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def png_with_header(width, height):
+    """A PNG that claims width x height pixels (a decompression bomb) but holds almost no data."""
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0")) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"\xff\xd8\xff\xe0 a JPEG", "not a PNG"),
+        (b"", "not a PNG"),
+        (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "damaged"),
+        (png_with_header(10000, 10000), "megapixels"),  # under PIL's own limit, over ours
+        (png_with_header(40000, 40000), "damaged"),  # over PIL's: it refuses to open it
+    ],
+)
+def test_files_that_are_not_usable_pngs_get_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.png"
+    path.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        history.load_settings(path)
+
+
+def test_png_without_settings_and_with_broken_settings(tmp_path):
+    Image.new("RGB", (8, 8)).save(tmp_path / "plain.png")
+    with pytest.raises(ValueError, match="carries no generation settings"):
+        history.load_settings(tmp_path / "plain.png")
+    info = PngImagePlugin.PngInfo()
+    info.add_text(metadata.JSON_KEY, "{not json")
+    Image.new("RGB", (8, 8)).save(tmp_path / "broken.png", pnginfo=info)
+    with pytest.raises(ValueError, match="could not be understood"):
+        history.load_settings(tmp_path / "broken.png")
+
+
+def test_wrongly_typed_values_are_left_unchanged_with_a_note(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    payload = {"settings": {"prompt": "ok", "steps": "many", "guidance": float("nan"), "seed": True}, "model": 3}
+    info.add_text(metadata.JSON_KEY, json.dumps(payload))
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
+    loaded = history.load_settings(tmp_path / "odd.png")
+    assert "steps" not in loaded.values and "guidance" not in loaded.values and "seed" not in loaded.values
+    assert loaded.values["prompt"] == "ok" and loaded.model is None
+    assert len([n for n in loaded.notes if "not a number" in n]) == 3
+
+
+def test_too_big_a_file_is_not_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(history, "MAX_PNG_BYTES", 100)
+    with pytest.raises(ValueError, match="are not read"):
+        history.load_settings(save(tmp_path / "a.png", size=(64, 64)))
+
+
+def test_stale_temp_files_are_removed_and_fresh_ones_kept(tmp_path):
+    stale, fresh = tmp_path / "d" / ".tmp-old.png", tmp_path / "d" / ".tmp-new.png"
+    stale.parent.mkdir()
+    stale.write_bytes(b"x")
+    fresh.write_bytes(b"x")
+    os.utime(stale, (time.time() - 2 * history.STALE_TEMP_S,) * 2)
+    assert history.remove_stale_temp_files(tmp_path) == [stale]
+    assert fresh.exists() and not stale.exists()
+
+
+def test_describe_shows_only_files_inside_the_outputs_folder(tmp_path):
+    inside = save(tmp_path / "out" / "2026-01-02" / "100000-image-7-aaaaaa.png")
+    outside = save(tmp_path / "secret.png")
+    image, text = describe(tmp_path / "out", str(inside), SD35_MEDIUM)
+    assert image == str(inside) and "Seed: 7" in text and "File: 2026-01-02/100000-image-7-aaaaaa.png" in text
+    for path in (str(outside), str(tmp_path / "out" / ".." / "secret.png"), "/etc/passwd", ""):
+        assert describe(tmp_path / "out", path, SD35_MEDIUM) == (None, "")
+
+
+ARGS = dict(prompt="a blue ring", negative_prompt="", steps=2, guidance=3, width=64, height=64, seed=11)
+
+
+def test_history_and_load_settings_through_the_api(client, app_server, tmp_path):
+    path, seed, _ = client.predict(**ARGS, randomize_seed=False, api_name="/generate")
+    items, position, number = client.predict(0, False, api_name="/history")
+    assert number == 0 and "newest first" in position
+    assert items[0]["caption"].endswith("a blue ring")
+    assert items[0]["image"].endswith(".webp")
+    values = client.predict(handle_file(path), api_name="/load_settings")
+    assert list(values) == ["a blue ring", "", 2, 3, 64, 64, 11, False]
+    values = client.predict(handle_file(str(a1111_png(tmp_path / "a1111.png"))), api_name="/load_settings")
+    assert values[:7] == ("a photo of a cat, highly detailed", "blurry, lowres", 30, 7, 832, 1216, 3288463651)
+    (tmp_path / "fake.png").write_text("hello")
+    with pytest.raises(AppError, match="not a PNG"):
+        client.predict(handle_file(str(tmp_path / "fake.png")), api_name="/load_settings")
