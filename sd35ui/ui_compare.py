@@ -174,6 +174,7 @@ def build_compare_tab(ctx: Any) -> None:
         return f"{spec.n_cells} cells ({shape})."
 
     axis_inputs = [x_axis, x_values, y_axis, y_values, steps, guidance, width, height, seed]
+    status.value = preview(*(c.value for c in axis_inputs))  # the page opens showing the default sheet's size
     for component in (x_axis, x_values, y_axis, y_values):
         component.change(preview, axis_inputs, status, api_visibility="private", queue=False)
 

@@ -70,11 +70,12 @@ class BrowserApp:
 
 @pytest.fixture(scope="module")
 def browser_app(tmp_path_factory: pytest.TempPathFactory):
-    """The real app on the tiny random model, served on a free loopback port, with its own outputs folder."""
+    """The real app on the built-in (trained) tiny model, on a free loopback port, with its own outputs folder."""
     from sd35ui.pipeline import LoadOptions
     from sd35ui.ui import AppConfig, create_app, launch
 
-    config = AppConfig(load=LoadOptions(model="tiny-random"), outputs=tmp_path_factory.mktemp("browser-outputs"))
+    # the trained demo model, so the screenshots show what it draws
+    config = AppConfig(load=LoadOptions(model="tiny"), outputs=tmp_path_factory.mktemp("browser-outputs"))
     app = create_app(config)
     launch(app, config, host="127.0.0.1", port=None, prevent_thread_lock=True, quiet=True)
     yield BrowserApp(app, config, app.local_url)

@@ -41,7 +41,7 @@ def test_enter_in_the_prompt_generates(page):
 
 def test_button_shows_step_progress_then_the_image(page):
     set_settings(page, steps=20, width=128, height=128)
-    type_prompt(page, "a lighthouse at dusk, oil painting")
+    type_prompt(page, "a yellow triangle on a black background")
     page.locator("#generate-btn").click()
     assert re.fullmatch(r"Step \d+/20", wait_for_progress(page, total=20))
     screenshot(page, "progress")
@@ -58,7 +58,7 @@ def test_button_shows_step_progress_then_the_image(page):
 def test_downloaded_image_carries_its_settings(page, tmp_path):
     set_settings(page, steps=4, width=64, height=48, seed=1234, negative="blurry")
     page.get_by_label("Precise").check()  # the guidance preset sets the slider to 7.5
-    type_prompt(page, "a blue square, top left")
+    type_prompt(page, "a white square on a green background")
     page.locator("#generate-btn").click()
     wait_for_image(page)
     with page.expect_download() as download:
@@ -67,9 +67,9 @@ def test_downloaded_image_carries_its_settings(page, tmp_path):
     download.value.save_as(saved)
     assert saved.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     read = metadata.read_png_metadata(str(saved))
-    assert read["source"] == "sd35ui" and read["model"] == "tiny-random"
+    assert read["source"] == "sd35ui" and read["model"] == "tiny"
     assert read["settings"] == GenerationSettings(
-        prompt="a blue square, top left",
+        prompt="a white square on a green background",
         negative_prompt="blurry",
         steps=4,
         guidance=7.5,
