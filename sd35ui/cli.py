@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from sd35ui.options import add_model_arguments, load_options
 from sd35ui.settings import RANGES
@@ -13,7 +14,7 @@ from sd35ui.settings import RANGES
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prompt", required=True, help="what the image should show")
     parser.add_argument("--negative-prompt", default="", help="what it should not show")
-    parser.add_argument("--steps", type=float, default=RANGES["steps"].default, help="1-50 (default 40)")
+    parser.add_argument("--steps", type=float, default=None, help="1-50 (default: the model's, 40 for SD3.5)")
     parser.add_argument("--guidance", type=float, default=RANGES["guidance"].default, help="1.0-10.0 (default 4.5)")
     parser.add_argument("--width", type=int, default=None, help="multiple of 16 (default: the model's size)")
     parser.add_argument("--height", type=int, default=None, help="multiple of 16 (default: the model's size)")
@@ -69,10 +70,10 @@ def _progress_bar(total_label: str):
     return bar, on_step
 
 
-def run_generate(args: argparse.Namespace) -> int:
-    from sd35ui import metadata, storage
-    from sd35ui.generate import generate
-    from sd35ui.pipeline import get_pipeline, model_banner, model_spec
+def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
+    """The resolved load options and the validated settings the flags ask for (the model's own defaults where a
+    flag is not given); prints the model's banner, if any."""
+    from sd35ui.pipeline import model_banner, model_spec
     from sd35ui.settings import GenerationSettings
 
     options = load_options(args).resolve()
@@ -81,7 +82,7 @@ def run_generate(args: argparse.Namespace) -> int:
         spec,
         prompt=args.prompt,
         negative_prompt=args.negative_prompt,
-        steps=args.steps,
+        steps=args.steps if args.steps is not None else spec.default_steps,
         guidance=args.guidance,
         width=args.width if args.width is not None else spec.default_size,
         height=args.height if args.height is not None else spec.default_size,
@@ -90,6 +91,15 @@ def run_generate(args: argparse.Namespace) -> int:
     banner = model_banner(options)
     if banner:
         print(f"note: {banner}", file=sys.stderr)
+    return options, settings
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from sd35ui import metadata, storage
+    from sd35ui.generate import generate
+    from sd35ui.pipeline import get_pipeline
+
+    options, settings = _settings(args)
     pipe = get_pipeline(options)
     bar, on_step = _progress_bar("generating")
     with bar:
@@ -124,21 +134,10 @@ def _axis(text: str, flag: str) -> tuple[str | None, str]:
 
 def run_sheet(args: argparse.Namespace) -> int:
     from sd35ui import metadata, sheet, storage
-    from sd35ui.pipeline import get_pipeline, model_banner, model_spec
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.pipeline import get_pipeline, model_spec
 
-    options = load_options(args).resolve()
+    options, base = _settings(args)
     spec = model_spec(options.model)
-    base = GenerationSettings.validated(
-        spec,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        steps=args.steps,
-        guidance=args.guidance,
-        width=args.width if args.width is not None else spec.default_size,
-        height=args.height if args.height is not None else spec.default_size,
-        seed=args.seed,
-    )
     x_type, x_values = _axis(args.x, "--x")
     if x_type is None:
         raise ValueError("--x is required: a sheet needs at least one axis.")
@@ -156,9 +155,6 @@ def run_sheet(args: argparse.Namespace) -> int:
         model=spec,
     )
     sheet.check_sheet(sheet_spec)
-    banner = model_banner(options)
-    if banner:
-        print(f"note: {banner}", file=sys.stderr)
     pipe = get_pipeline(options)
     cells = sheet.plan_sheet(sheet_spec)
     from tqdm import tqdm

@@ -13,8 +13,19 @@ from PIL import Image
 from sd35ui import metadata
 from sd35ui.generate import generate
 
-SHEET = dict(prompt="a red circle", negative_prompt="", x_axis="Guidance", x_values="1, 4.5", y_axis="Steps",
-             y_values="2, 3", steps=4, guidance=4.5, width=64, height=64, seed=9)  # fmt: skip
+SHEET = dict(
+    prompt="a red circle",
+    negative_prompt="",
+    x_axis="Guidance",
+    x_values="1, 4.5",
+    y_axis="Steps",
+    y_values="2, 3",
+    steps=4,
+    guidance=4.5,
+    width=64,
+    height=64,
+    seed=9,
+)
 
 
 def test_api_parameter_names_are_stable(client):
@@ -32,7 +43,11 @@ def test_contact_sheet_returns_a_sheet_whose_metadata_describes_the_axes(client,
         description = json.loads(image.info["sd35ui-sheet"])
     assert fields["Script"] == "X/Y/Z plot"
     assert (fields["X Type"], fields["X Values"], fields["Y Type"], fields["Y Values"]) == (
-        "Guidance", "1, 4.5", "Steps", "2, 3")  # fmt: skip
+        "Guidance",
+        "1, 4.5",
+        "Steps",
+        "2, 3",
+    )
     assert description["fixed"]["seed"] == 9 and len(description["cells"]) == 4
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
@@ -78,8 +93,10 @@ def test_bad_sheets_are_refused_before_generating(client, bad, message):
 def test_stop_keeps_the_finished_cells(app_server):
     app, _ = app_server
     client = Client(app.local_url, verbose=False)
-    job = client.submit(**{**SHEET, "x_values": "1-9[8]", "y_axis": "None", "steps": 40, "width": 128,
-                           "height": 128}, api_name="/contact_sheet")  # fmt: skip
+    job = client.submit(
+        **{**SHEET, "x_values": "1-9[8]", "y_axis": "None", "steps": 40, "width": 128, "height": 128},
+        api_name="/contact_sheet",
+    )
     deadline = time.time() + 120
     while len(job.outputs()) < 2:  # wait for two cells to come in
         assert time.time() < deadline and not job.done()
@@ -90,3 +107,66 @@ def test_stop_keeps_the_finished_cells(app_server):
     assert 2 <= len(cells) < 8
     with Image.open(sheet_path) as image:
         assert json.loads(image.info["sd35ui-sheet"])["stopped"] is True
+
+
+def test_cli_sheet_writes_the_sheet_and_its_cells(tmp_path):
+    import subprocess
+    import sys
+
+    out, cells_dir = tmp_path / "sheet.png", tmp_path / "cells"
+    cmd = [
+        sys.executable,
+        "-m",
+        "sd35ui",
+        "sheet",
+        "--model",
+        "tiny-random",
+        "--prompt",
+        "a red circle",
+        "--x",
+        "guidance=1,4.5",
+        "--y",
+        "steps=2,3",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--seed",
+        "9",
+        "--out",
+        str(out),
+        "--cells-dir",
+        str(cells_dir),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stderr
+    assert "seed: 9" in proc.stdout
+    with Image.open(out) as image:
+        fields = metadata.parse_parameters(image.info["parameters"])["fields"]
+    assert (fields["X Type"], fields["Y Values"]) == ("Guidance", "2, 3")
+    cells = sorted(cells_dir.glob("*.png"))
+    assert len(cells) == 4
+    steps = sorted(metadata.read_png_metadata(str(p))["settings"].steps for p in cells)
+    assert steps == [2, 2, 3, 3]
+
+
+def test_cli_sheet_bad_axis_is_a_clear_error(tmp_path):
+    import subprocess
+    import sys
+
+    cmd = [
+        sys.executable,
+        "-m",
+        "sd35ui",
+        "sheet",
+        "--model",
+        "tiny-random",
+        "--prompt",
+        "x",
+        "--x",
+        "guidance",
+        "--out",
+        str(tmp_path / "s.png"),
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 2 and "TYPE=VALUES" in proc.stderr and "Traceback" not in proc.stderr
