@@ -100,6 +100,38 @@ def build_t5_tokenizer(words: tuple[str, ...] | list[str] = tuple(WORDS), max_le
     return T5TokenizerFast(vocab=vocab, extra_ids=100, model_max_length=max_length)
 
 
+def text_encoder_configs(clip_tokenizer: Any, t5_tokenizer: Any, clip_max_length: int = 77) -> tuple[Any, Any]:
+    """The tiny text encoders' configs (two CLIPs, hidden 32, pooled 32 + 32 = 64; a T5 of d_model 64), shared by the
+    random model and the trained one (sd35ui.train)."""
+    from transformers import CLIPTextConfig, T5Config
+
+    clip = CLIPTextConfig(
+        vocab_size=len(clip_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        projection_dim=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=clip_max_length,
+        bos_token_id=clip_tokenizer.bos_token_id,
+        eos_token_id=clip_tokenizer.eos_token_id,
+        pad_token_id=clip_tokenizer.pad_token_id,
+    )
+    t5 = T5Config(
+        vocab_size=len(t5_tokenizer),
+        d_model=64,
+        d_kv=16,
+        d_ff=128,
+        num_layers=2,
+        num_heads=4,
+        feed_forward_proj="gated-gelu",
+        decoder_start_token_id=0,
+        pad_token_id=0,
+        eos_token_id=1,
+    )
+    return clip, t5
+
+
 def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) -> dict[str, Any]:
     """The pipeline components of the random tiny model (shapes from SD3.5: 16 latent channels, patch 2, rms
     qk-norm, one dual-attention layer). Widths are multiples of 64 where bitsandbytes may run on the CPU."""
@@ -107,7 +139,7 @@ def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) ->
 
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from transformers import CLIPTextModelWithProjection, T5EncoderModel
 
     torch.manual_seed(seed)
     transformer = SD3Transformer2DModel(
@@ -142,38 +174,14 @@ def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) ->
     )
     tokenizer_dir = tokenizer_dir or Path(tempfile.mkdtemp(prefix="sd35ui-tok-"))
     clip_tokenizer = build_clip_tokenizer(tokenizer_dir)
-    clip_config = dict(
-        vocab_size=len(clip_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        projection_dim=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=77,
-        bos_token_id=clip_tokenizer.bos_token_id,
-        eos_token_id=clip_tokenizer.eos_token_id,
-        pad_token_id=clip_tokenizer.pad_token_id,
-    )
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**clip_config))
-    torch.manual_seed(seed + 3)
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**clip_config))
     t5_tokenizer = build_t5_tokenizer()
+    clip_config, t5_config = text_encoder_configs(clip_tokenizer, t5_tokenizer)
+    torch.manual_seed(seed + 2)
+    text_encoder = CLIPTextModelWithProjection(clip_config)
+    torch.manual_seed(seed + 3)
+    text_encoder_2 = CLIPTextModelWithProjection(clip_config)
     torch.manual_seed(seed + 4)
-    text_encoder_3 = T5EncoderModel(
-        T5Config(
-            vocab_size=len(t5_tokenizer),
-            d_model=64,
-            d_kv=16,
-            d_ff=128,
-            num_layers=2,
-            num_heads=4,
-            feed_forward_proj="gated-gelu",
-            decoder_start_token_id=0,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
+    text_encoder_3 = T5EncoderModel(t5_config)
     return {
         "transformer": transformer.eval(),
         "vae": vae.eval(),

@@ -74,9 +74,9 @@ def build_components(recipe: Recipe, tokenizer_dir: Path) -> dict[str, Any]:
     """Fresh (untrained, seeded) pipeline components for the shapes model."""
     import torch
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
+    from transformers import CLIPTextModelWithProjection, T5EncoderModel
 
-    from sd35ui.tiny import build_clip_tokenizer, build_t5_tokenizer
+    from sd35ui.tiny import build_clip_tokenizer, build_t5_tokenizer, text_encoder_configs
 
     clip_tokenizer = build_clip_tokenizer(tokenizer_dir, shapes.VOCABULARY, max_length=CLIP_MAX_LENGTH)
     t5_tokenizer = build_t5_tokenizer(shapes.VOCABULARY)
@@ -95,37 +95,13 @@ def build_components(recipe: Recipe, tokenizer_dir: Path) -> dict[str, Any]:
         use_quant_conv=False,
         use_post_quant_conv=False,
     )
-    clip_config = dict(
-        vocab_size=len(clip_tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        projection_dim=32,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        max_position_embeddings=CLIP_MAX_LENGTH,
-        bos_token_id=clip_tokenizer.bos_token_id,
-        eos_token_id=clip_tokenizer.eos_token_id,
-        pad_token_id=clip_tokenizer.pad_token_id,
-    )
+    clip_config, t5_config = text_encoder_configs(clip_tokenizer, t5_tokenizer, clip_max_length=CLIP_MAX_LENGTH)
     torch.manual_seed(recipe.seed + 1)
-    text_encoder = CLIPTextModelWithProjection(CLIPTextConfig(**clip_config))
+    text_encoder = CLIPTextModelWithProjection(clip_config)
     torch.manual_seed(recipe.seed + 2)
-    text_encoder_2 = CLIPTextModelWithProjection(CLIPTextConfig(**clip_config))
+    text_encoder_2 = CLIPTextModelWithProjection(clip_config)
     torch.manual_seed(recipe.seed + 3)
-    text_encoder_3 = T5EncoderModel(
-        T5Config(
-            vocab_size=len(t5_tokenizer),
-            d_model=64,
-            d_kv=16,
-            d_ff=128,
-            num_layers=2,
-            num_heads=4,
-            feed_forward_proj="gated-gelu",
-            decoder_start_token_id=0,
-            pad_token_id=0,
-            eos_token_id=1,
-        )
-    )
+    text_encoder_3 = T5EncoderModel(t5_config)
     torch.manual_seed(recipe.seed + 4)
     transformer = SD3Transformer2DModel(
         sample_size=shapes.IMAGE_SIZE // 4,
