@@ -57,9 +57,6 @@ def main(argv: list[str] | None = None) -> int:
     for warning in exposure_warnings(args.host, args.share, auth):
         log.warning(warning)
     options = load_options(args).resolve()
-    banner = model_banner(options)
-    if banner:
-        log.warning("*** %s ***", banner)
     log.info(
         "Loading %s (quant=%s, t5=%s, offload=%s, %s on %s)...",
         options.model,
@@ -84,6 +81,9 @@ def main(argv: list[str] | None = None) -> int:
             "If its files are damaged or incomplete, delete them and download again (--model tiny runs the demo)."
         )
         return 1
+    banner = model_banner(options)
+    if banner:  # after loading: only a model that runs gets a banner
+        log.warning("*** %s ***", banner)
     config = AppConfig(
         load=options, outputs=Path(args.outputs).resolve(), queue_size=args.queue_size, concurrency=args.concurrency
     )

@@ -74,3 +74,13 @@ def test_stop_stops_only_the_callers_job(app_server):
     alice.predict(api_name="/stop")
     with pytest.raises(AppError, match="Stopped"):
         job.result(timeout=60)
+
+
+def test_the_page_says_which_demo_model_runs(app_server):
+    from sd35ui.pipeline import LoadOptions, model_banner
+
+    app, _ = app_server
+    banners = [b.value for b in app.blocks.values() if getattr(b, "elem_id", None) == "model-banner"]
+    assert len(banners) == 1 and "random weights, images are noise" in banners[0]
+    assert "trained on coloured shapes" in model_banner(LoadOptions(model="tiny"))
+    assert "--model" in model_banner(LoadOptions(model="tiny"))
