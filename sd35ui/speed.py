@@ -8,9 +8,10 @@ Call `apply_speed_options(pipe, ...)` once, right after `load_pipeline`; the cho
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
+
+from sd35ui.zerogpu import on_zerogpu  # the one ZeroGPU check; compile is refused there
 
 Compile = Literal["none", "regional", "full"]
 Attention = Literal["default", "cudnn", "flash", "efficient", "math"]
@@ -35,15 +36,6 @@ class SpeedOptions:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def on_zerogpu() -> bool:
-    """True inside a Hugging Face Spaces ZeroGPU app, where each call gets a GPU for a short time only."""
-    try:
-        from sd35ui.zerogpu import on_zerogpu as zerogpu_check
-    except ImportError:  # the Spaces support module is optional; `spaces` sets this variable on ZeroGPU
-        return os.environ.get("SPACES_ZERO_GPU", "").lower() in ("1", "true")
-    return zerogpu_check()
 
 
 def default_compile() -> Compile:
