@@ -332,8 +332,10 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
             (step_preset, steps, STEP_PRESETS),
             (guidance_preset, guidance, GUIDANCE_PRESETS),
         ):
-            # a preset sets its slider; a slider moved (or loaded from an image) shows the preset it matches, if any
-            preset.change(partial(_preset_value, table), preset, slider, api_visibility="private", queue=False)
+            # A preset the user picks sets its slider; a slider moved (or loaded from an image) shows the preset it
+            # matches, if any. `.input`, not `.change`, on the preset: a preset set by the slider must not set the
+            # slider back, or two quick slider moves can race and a stale reply moves the slider to an old value.
+            preset.input(partial(_preset_value, table), preset, slider, api_visibility="private", queue=False)
             slider.change(partial(_matching_preset, table), slider, preset, api_visibility="private", queue=False)
         gr.on(
             triggers=[run.click, prompt.submit],

@@ -105,24 +105,50 @@ def page(browser, browser_app):
     context.close()
 
 
+def wait_for_sliders(page: Any) -> None:
+    """Wait until every visible slider has finished mounting.
+
+    Gradio 6 mounts a closed accordion's or hidden tab's components only when they are first shown, and a slider's
+    number box is visible a moment before Svelte has bound it to the slider's value: text typed in that moment is
+    overwritten by the default (seen as 1 run in 10 on 2 busy cores). The slider's last mount step sets the
+    `--range_progress` style on its range input, so wait for that on all of them.
+    """
+    page.wait_for_function(
+        """() => [...document.querySelectorAll('input[type=range]')]
+            .filter((range) => range.offsetParent !== null)
+            .every((range) => range.style.getPropertyValue('--range_progress') !== '')"""
+    )
+
+
 def open_tab(page: Any, name: str) -> None:
     """Switch to the tab labelled `name` ("Generate", "Compare", "History")."""
     page.locator("#tabs").get_by_role("tab", name=name).click()
+    page.locator(f"#tab-{name.lower()}").wait_for(state="visible")
+    wait_for_sliders(page)
+
+
+def open_accordion(page: Any, title: str, inside: Any) -> None:
+    """Open the accordion titled `title`, unless `inside` (a locator for something in it) shows it is open already
+    (a click on an open one would close it), and wait for its sliders."""
+    if not inside.is_visible():
+        page.get_by_text(title).click()
+        inside.wait_for(state="visible")
+    wait_for_sliders(page)
 
 
 def open_advanced(page: Any) -> None:
-    """Open the Generate tab's "Advanced settings" accordion (once; a second click would close it)."""
-    number = page.get_by_label("number input for Steps")
-    if not number.is_visible():
-        page.get_by_text("Advanced settings").click()
-        number.wait_for(state="visible")
+    """Open the Generate tab's "Advanced settings" accordion."""
+    open_accordion(page, "Advanced settings", page.locator("#tab-generate").get_by_label("number input for Steps"))
 
 
 def set_number(page: Any, label: str, value: float) -> None:
     """Type into the number box of the slider labelled `label` (e.g. "Width") and commit it."""
+    from playwright.sync_api import expect
+
     box = page.get_by_label(f"number input for {label}")
     box.fill(str(value))
     box.press("Enter")
+    expect(box).to_have_value(str(value))  # and still there once the events it fired have come back
 
 
 def set_settings(
@@ -152,11 +178,17 @@ def type_prompt(page: Any, prompt: str) -> Any:
 
 
 def wait_for_progress(page: Any, total: int) -> str:
-    """Wait until the result shows step progress ("Step i/total") and return that label."""
-    name = re.compile(rf"^Step \d+\/{total}$")  # "/" escaped: Playwright hands the pattern to JavaScript
-    bar = page.locator("#result").get_by_role("progressbar", name=name)
+    """Wait until the result shows step progress ("Step i/total") and return that label.
+
+    Waits for any "Step i/n" bar first, so that a job run with other settings fails at once, naming what it ran,
+    rather than after a timeout.
+    """
+    name = re.compile(r"^Step \d+\/\d+$")  # "/" escaped: Playwright hands the pattern to JavaScript
+    bar = page.locator("#result").get_by_role("progressbar", name=name).first
     bar.wait_for(state="visible")
-    return bar.get_attribute("aria-label")
+    label = bar.get_attribute("aria-label")
+    assert label.endswith(f"/{total}"), f"the job runs {label.split('/')[-1]} steps, the test set {total}"
+    return label
 
 
 def wait_for_image(page: Any) -> str:

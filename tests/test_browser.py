@@ -55,6 +55,24 @@ def test_button_shows_step_progress_then_the_image(page):
     screenshot(page, "generate")
 
 
+def test_presets_and_sliders_follow_each_other(page):
+    from playwright.sync_api import expect
+
+    open_advanced(page)
+    steps = page.get_by_label("number input for Steps")
+    page.get_by_label("Quick draft").check()
+    expect(steps).to_have_value("20")
+    set_number(page, "Steps", 37)  # no preset is 37 steps
+    expect(page.get_by_label("Quick draft")).not_to_be_checked()
+    for value in (20, 50, 20, 50):  # quick moves end on the last one
+        steps.fill(str(value))
+        steps.press("Enter")
+    expect(page.get_by_label("High quality")).to_be_checked()
+    page.wait_for_timeout(1000)  # time for any stray reply to land
+    expect(steps).to_have_value("50")
+    expect(page.get_by_label("High quality")).to_be_checked()
+
+
 def test_downloaded_image_carries_its_settings(page, tmp_path):
     set_settings(page, steps=4, width=64, height=48, seed=1234, negative="blurry")
     page.get_by_label("Precise").check()  # the guidance preset sets the slider to 7.5

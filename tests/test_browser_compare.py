@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import browser_support as support
 import pytest
-from browser_support import SKIP_REASON, browser_available, open_tab, screenshot
+from browser_support import SKIP_REASON, browser_available, open_accordion, open_advanced, open_tab, screenshot
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)]
 browser, browser_app, page = support.browser, support.browser_app, support.page  # the shared pytest fixtures
@@ -13,7 +13,7 @@ browser, browser_app, page = support.browser, support.browser_app, support.page 
 
 def test_a_sheet_fills_in_and_a_cell_opens_in_generate(page):
     open_tab(page, "Compare")
-    page.get_by_text("Fixed settings").click()
+    open_accordion(page, "Fixed settings", page.locator("#tab-compare").get_by_label("number input for Steps"))
     for label, value in (("Steps", 4), ("Width", 64), ("Height", 64)):
         box = page.locator("#tab-compare").get_by_label(f"number input for {label}")
         box.fill(str(value))
@@ -38,7 +38,7 @@ def test_a_sheet_fills_in_and_a_cell_opens_in_generate(page):
     generate_tab = page.locator("#tab-generate")
     generate_tab.wait_for(state="visible")
     assert page.locator("#prompt textarea").input_value() == "a red circle on a blue background"
-    generate_tab.get_by_text("Advanced settings").click()
+    open_advanced(page)
     assert generate_tab.get_by_label("number input for Steps").input_value() == "6"
     assert generate_tab.get_by_label("number input for Guidance scale").input_value() == "4.5"
     assert page.locator("#seed input").input_value() == "5"
