@@ -207,12 +207,7 @@ def train_vae(vae: Any, recipe: Recipe, ckpt: Path, budget: Budget) -> bool:
 
     state_file = ckpt / "vae.pt"
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
-    start = 0
-    if state_file.is_file():
-        state = torch.load(state_file, weights_only=True)
-        vae.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+    start = _load_checkpoint(state_file, opt=opt, model=vae)
     vae.train()
     bar = _progress(recipe.vae_steps, start, "vae")
     step = start
@@ -239,7 +234,7 @@ def train_vae(vae: Any, recipe: Recipe, ckpt: Path, budget: Budget) -> bool:
     else:
         step = recipe.vae_steps
     bar.close()
-    torch.save({"model": vae.state_dict(), "opt": opt.state_dict(), "step": step}, state_file)
+    _save_checkpoint(state_file, step, opt=opt, model=vae)
     vae.eval()
     return step >= recipe.vae_steps
 
@@ -302,13 +297,7 @@ def train_clip(encoder: Any, tokenizer: Any, recipe: Recipe, index: int, ckpt: P
     head = torch.nn.Linear(encoder.config.projection_dim, (CLIP_MAX_LENGTH - 2) * (len(words) + 1))
     params = list(encoder.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=recipe.clip_lr, weight_decay=0.0)
-    start = 0
-    if state_file.is_file():
-        state = torch.load(state_file, weights_only=True)
-        encoder.load_state_dict(state["model"])
-        head.load_state_dict(state["head"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+    start = _load_checkpoint(state_file, opt=opt, model=encoder, head=head)
     encoder.train()
     bar = _progress(recipe.clip_steps, start, f"clip{index}")
     step = start
@@ -331,9 +320,7 @@ def train_clip(encoder: Any, tokenizer: Any, recipe: Recipe, index: int, ckpt: P
     else:
         step = recipe.clip_steps
     bar.close()
-    torch.save(
-        {"model": encoder.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(), "step": step}, state_file
-    )
+    _save_checkpoint(state_file, step, opt=opt, model=encoder, head=head)
     encoder.eval()
     return step >= recipe.clip_steps
 
@@ -390,13 +377,7 @@ def train_transformer(
     state_file = ckpt / "transformer.pt"
     params = [p for p in transformer.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=0.0)
-    start = 0
-    if state_file.is_file():
-        state = torch.load(state_file, weights_only=True)
-        transformer.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        start = state["step"]
+    start = _load_checkpoint(state_file, opt=opt, model=transformer, ema=ema)
     shift, scale = vae.config.shift_factor, vae.config.scaling_factor
     transformer.train()
     bar = _progress(recipe.steps, start, "transformer")
@@ -443,22 +424,35 @@ def train_transformer(
         bar.update(1)
         bar.set_postfix(loss=f"{np.mean(losses[-50:]):.4f}")
         if (step + 1) % 500 == 0:
-            _save_transformer(state_file, transformer, ema, opt, step + 1)
+            _save_checkpoint(state_file, step + 1, opt=opt, model=transformer, ema=ema)
     else:
         step = recipe.steps
     bar.close()
-    _save_transformer(state_file, transformer, ema, opt, step)
+    _save_checkpoint(state_file, step, opt=opt, model=transformer, ema=ema)
     transformer.eval()
     return step
 
 
-def _save_transformer(path: Path, transformer: Any, ema: Any, opt: Any, step: int) -> None:
+def _load_checkpoint(path: Path, **parts: Any) -> int:
+    """Load the state of each named part (model, optimizer, EMA copy, ...) saved by `_save_checkpoint`; return
+    the step to go on from (0 when there is no checkpoint yet)."""
+    import torch
+
+    if not path.is_file():
+        return 0
+    state = torch.load(path, weights_only=True)
+    for name, part in parts.items():
+        part.load_state_dict(state[name])
+    return state["step"]
+
+
+def _save_checkpoint(path: Path, step: int, **parts: Any) -> None:
+    """Save each named part's state and the step, through a temporary file, so that a run killed while saving
+    leaves the previous checkpoint whole."""
     import torch
 
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"model": transformer.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(), "step": step}, tmp
-    )
+    torch.save({name: part.state_dict() for name, part in parts.items()} | {"step": step}, tmp)
     tmp.replace(path)
 
 
