@@ -1,7 +1,5 @@
 """The generation service on the tiny SD3 pipeline: reproducibility, progress, stop, and the CLI."""
 
-import subprocess
-import sys
 import threading
 
 import numpy as np
@@ -83,29 +81,16 @@ def test_timings_are_reported(tiny_pipe):
     assert result.timings["total"] >= result.timings["denoise"] > 0
 
 
-def test_cli_writes_the_same_image_as_the_service(tiny_pipe, tmp_path):
+def test_cli_writes_the_same_image_as_the_service(tiny_pipe, tmp_path, cli):
     out = tmp_path / "cli.png"
-    cmd = [
-        sys.executable,
-        "-m",
-        "sd35ui",
+    proc = cli(
         "generate",
-        "--model",
-        "tiny-random",
         "--prompt",
         BASE.prompt,
-        "--steps",
-        "4",
-        "--seed",
-        "11",
-        "--width",
-        "64",
-        "--height",
-        "64",
-        "--out",
+        *"--steps 4 --seed 11 --width 64 --height 64 --out".split(),
         str(out),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     assert str(out) in proc.stdout and "seed: 11" in proc.stdout
     with Image.open(out) as image:
@@ -113,21 +98,7 @@ def test_cli_writes_the_same_image_as_the_service(tiny_pipe, tmp_path):
         assert np.array_equal(pixels(image.convert("RGB")), pixels(generate(tiny_pipe, BASE).image))
 
 
-def test_cli_bad_input_is_a_clear_error(tmp_path):
-    cmd = [
-        sys.executable,
-        "-m",
-        "sd35ui",
-        "generate",
-        "--model",
-        "tiny-random",
-        "--prompt",
-        "x",
-        "--width",
-        "100",
-        "--out",
-        str(tmp_path / "x.png"),
-    ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+def test_cli_bad_input_is_a_clear_error(tmp_path, cli):
+    proc = cli("generate", *"--prompt x --width 100 --out".split(), str(tmp_path / "x.png"), timeout=120)
     assert proc.returncode == 2
     assert "multiple of 16" in proc.stderr and "Traceback" not in proc.stderr
