@@ -141,11 +141,12 @@ def open_advanced(page: Any) -> None:
     open_accordion(page, "Advanced settings", page.locator("#tab-generate").get_by_label("number input for Steps"))
 
 
-def set_number(page: Any, label: str, value: float) -> None:
-    """Type into the number box of the slider labelled `label` (e.g. "Width") and commit it."""
+def set_number(scope: Any, label: str, value: float) -> None:
+    """Type into the number box of the slider labelled `label` (e.g. "Width") in `scope` (the page, or a part of
+    it such as a tab) and commit it."""
     from playwright.sync_api import expect
 
-    box = page.get_by_label(f"number input for {label}")
+    box = scope.get_by_label(f"number input for {label}")
     box.fill(str(value))
     box.press("Enter")
     expect(box).to_have_value(str(value))  # and still there once the events it fired have come back

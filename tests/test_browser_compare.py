@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import browser_support as support
 import pytest
-from browser_support import SKIP_REASON, browser_available, open_accordion, open_advanced, open_tab, screenshot
+from browser_support import (
+    SKIP_REASON,
+    browser_available,
+    open_accordion,
+    open_advanced,
+    open_tab,
+    screenshot,
+    set_number,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)]
 browser, browser_app, page = support.browser, support.browser_app, support.page  # the shared pytest fixtures
@@ -15,9 +23,7 @@ def test_a_sheet_fills_in_and_a_cell_opens_in_generate(page):
     open_tab(page, "Compare")
     open_accordion(page, "Fixed settings", page.locator("#tab-compare").get_by_label("number input for Steps"))
     for label, value in (("Steps", 4), ("Width", 64), ("Height", 64)):
-        box = page.locator("#tab-compare").get_by_label(f"number input for {label}")
-        box.fill(str(value))
-        box.press("Enter")
+        set_number(page.locator("#tab-compare"), label, value)
     page.locator("#sheet-seed input").fill("5")
     page.locator("#x-values textarea, #x-values input").first.fill("1, 4.5, 7")
     page.locator("#y-values textarea, #y-values input").first.fill("2, 6")
