@@ -136,8 +136,8 @@ def is_within(path: Path, root: Path) -> bool:
 
 
 def thumbnail(entry: Entry | Path, root: Path, size: int = THUMB_SIZE) -> Path:
-    """A small WebP copy of a result for the gallery, made once and kept in `root/.thumbs` (written atomically).
-    Raises ValueError when the result cannot be read."""
+    """A small WebP copy of a result for the gallery, made once and kept in `root/.thumbs` (written atomically);
+    the result itself where the copy cannot be written. Raises ValueError when the result cannot be read."""
     path = entry.path if isinstance(entry, Entry) else Path(entry)
     relative = Path(path).resolve().relative_to(Path(root).resolve())
     thumb = Path(root, THUMBS_DIR, relative).with_suffix(".webp")
@@ -156,7 +156,10 @@ def thumbnail(entry: Entry | Path, root: Path, size: int = THUMB_SIZE) -> Path:
         raise ValueError(f"{path.name} could not be read as an image ({exc}).") from None
     buffer = io.BytesIO()
     small.save(buffer, format="WEBP", quality=80)
-    storage.atomic_write_bytes(thumb, buffer.getvalue())
+    try:
+        storage.atomic_write_bytes(thumb, buffer.getvalue())
+    except OSError:  # a full or read-only outputs disk: show the result itself rather than no History at all
+        return path
     return thumb
 
 

@@ -121,6 +121,14 @@ def check_prompt(field: str, value: Any, *, required: bool) -> str:
         raise ValueError(f"{field.replace('_', ' ').capitalize()} must be text, got {type(value).__name__}.")
     if "\x00" in value:
         raise ValueError(f"{field.replace('_', ' ').capitalize()} contains a NUL character; remove it.")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a lone surrogate: no tokenizer can read it
+        bad = value[exc.start]
+        raise ValueError(
+            f"{field.replace('_', ' ').capitalize()} contains an invalid character (U+{ord(bad):04X}, half of a "
+            f"UTF-16 pair) at position {exc.start}; remove it or paste the text again."
+        ) from None
     if required and not value.strip():
         raise ValueError("The prompt is empty: describe the image you want, e.g. 'a watercolor fox in a forest'.")
     if len(value) > MAX_PROMPT_CHARS:
@@ -129,6 +137,22 @@ def check_prompt(field: str, value: Any, *, required: bool) -> str:
             f"{MAX_PROMPT_CHARS} (the text encoders read at most 77 + 256 tokens). Shorten it."
         )
     return value
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off", "")
+
+
+def check_flag(field: str, value: Any) -> bool:
+    """A yes/no setting from loosely typed input: a bool, 0/1, or the text true/false (yes/no, on/off), so that the
+    string "false" from a JSON or curl client means false. Raises ValueError on anything else."""
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, (int, float)) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{field.replace('_', ' ').capitalize()} must be true or false, got {value!r}.")
 
 
 def random_seed() -> int:

@@ -130,6 +130,10 @@ def _expand(item: str, which: str, label: str) -> list[float]:
     except ValueError:
         pass
     compact = item.strip()
+    bounds = [float(number) for number in re.findall(_NUM, compact)]
+    if not all(math.isfinite(number) and abs(number) < 1e15 for number in bounds):
+        shown = item if len(item) <= 40 else item[:40] + "…"
+        raise ValueError(f"{which} axis ({label}): a number in {shown!r} is too large; use values in its range.")
     match = _COUNT_RANGE.match(compact)
     if match:
         start, end, count = float(match[1]), float(match[2]), int(match[3])

@@ -12,6 +12,9 @@ from pathlib import Path
 from PIL import Image, PngImagePlugin
 
 DEFAULT_OUTPUTS = "outputs"
+_UMASK = os.umask(0o022)  # read once (os.umask can only be read by setting it), then put back
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK  # what open() would give: mkstemp's 0600 would hide results from the web server's user
 
 
 def outputs_dir() -> Path:
@@ -26,6 +29,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
+            os.fchmod(f.fileno(), FILE_MODE)
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
@@ -47,5 +51,18 @@ def new_path(kind: str, seed: int | None = None, root: Path | None = None, suffi
     return (root or outputs_dir()) / f"{now:%Y-%m-%d}" / name
 
 
+class SaveError(OSError):
+    """A result was made but could not be written to the outputs folder. The message names the file, not the
+    server's folder, and says what to do."""
+
+
 def save_png(image: Image.Image, info: PngImagePlugin.PngInfo | None, path: Path) -> Path:
-    return atomic_write_bytes(path, png_bytes(image, info))
+    try:
+        return atomic_write_bytes(path, png_bytes(image, info))
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise SaveError(
+            exc.errno,
+            f"The image was made but could not be saved as {path.name}: {reason}. Free disk space in the outputs "
+            "folder, or restart the app with --outputs pointing to a writable folder.",
+        ) from exc

@@ -5,7 +5,10 @@ Layout and wiring only: parsing, planning and running a sheet live in `sd35ui.sh
 
 from __future__ import annotations
 
+import html
 import queue
+import re
+import string
 import threading
 from typing import Any
 
@@ -82,6 +85,18 @@ def sheet_spec_from_ui(
     )
     sheet.check_sheet(spec)
     return spec
+
+
+# Every ASCII punctuation mark but `&` and `;` (which spell the entities html.escape writes); escaping `:` and `/`
+# also stops bare URLs from becoming links.
+_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation.replace("&", "").replace(";", "")) + "])")
+
+
+def escape_markdown(text: str) -> str:
+    """User text shown in a Markdown component, as plain text: HTML escaped (no tags, no entities) and Markdown's
+    punctuation backslash-escaped (no links, images or emphasis). Gradio's sanitiser would still let `<img>` and
+    links through. Written by hand: neither gradio nor the standard library escapes Markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
 
 
 def cell_caption(spec: sheet.SheetSpec, cell: sheet.Cell) -> str:
@@ -169,7 +184,7 @@ def build_compare_tab(ctx: Any) -> None:
         try:
             spec = sheet_spec_from_ui(spec_of_model, "preview", "", *values)
         except ValueError as exc:
-            return f"⚠️ {exc}"
+            return f"⚠️ {escape_markdown(str(exc))}"
         shape = f"{spec.cols} x {spec.rows}" if spec.y is not None else "one row"
         return f"{spec.n_cells} cells ({shape})."
 

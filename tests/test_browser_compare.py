@@ -55,3 +55,13 @@ def test_an_invalid_axis_says_what_is_wrong_while_typing(page):
     open_tab(page, "Compare")
     page.locator("#x-values textarea, #x-values input").first.fill("1-10[100]")
     page.locator("#sheet-status").get_by_text("100 values").wait_for()
+
+
+def test_typed_axis_values_show_as_plain_text_never_as_html(page):
+    open_tab(page, "Compare")
+    typed = "<img src=x id=injected> [link](http://example.invalid)"
+    page.locator("#x-values textarea, #x-values input").first.fill(typed)
+    status = page.locator("#sheet-status")
+    status.get_by_text("cannot read").wait_for()
+    assert typed in status.inner_text()  # shown as the user typed it
+    assert status.locator("img, a").count() == 0 and page.locator("#injected").count() == 0

@@ -41,6 +41,7 @@ texts = st.one_of(
     st.sampled_from(["", " ", "\n\t", "a red circle", "\x00", "{{}}", "%s%n", "'; DROP TABLE", "../../etc/passwd"]),
     st.integers(1_000, 200_000).map(lambda n: "x" * n),  # far past the prompt limit
     st.just("😀" * 3000),
+    st.sampled_from(["a \ud800 fox", "\udfff", "x" + "\udc00" * 3]),  # lone surrogates: no tokenizer reads them
 )
 numbers = st.one_of(
     st.sampled_from([math.nan, math.inf, -math.inf]),
@@ -86,6 +87,7 @@ AXIS_VALUES = (
     st.sampled_from(["1, 2", "2-3", "1-2(+1)", "1-2[2]", "3, 4.5", "red, blue", "5, 6"]),
     st.one_of(
         st.sampled_from(["1-50[64]", "1-1e9", "1-1e9[3]", "nan", "inf, 1", "a, b", ",,,", "-", "1-2(+0)", "3-1(-1)"]),
+        st.sampled_from(["1-" + "9" * 400 + "(+1)", "1-" + "9" * 400 + "[4]", "9" * 400, "1e400"]),  # overflow
         texts,
         junk,
     ),
@@ -104,9 +106,9 @@ class Api:
 
     def call(self, api_name: str, *args: Any) -> tuple[bool, Any]:
         try:
-            json.dumps(args, allow_nan=False)
-        except ValueError:
-            event("sent as raw HTTP (NaN or infinity)")
+            json.dumps(args, allow_nan=False, ensure_ascii=False).encode()
+        except ValueError:  # UnicodeEncodeError (a lone surrogate) is a ValueError too
+            event("sent as raw HTTP (NaN, infinity or a lone surrogate)")
             return self.raw(api_name, list(args))
         try:
             return True, self.client.predict(*args, api_name=f"/{api_name}")
@@ -307,7 +309,8 @@ def write_png(kind: str, payload: Any, folder: Path) -> Path:
     if kind == "truncated":
         info.add_text("parameters", metadata.format_parameters(GenerationSettings(prompt="p", seed=1), "m"))
     else:
-        info.add_text(kind, payload.replace("\x00", "") if isinstance(payload, str) else str(payload))
+        text = payload.replace("\x00", "") if isinstance(payload, str) else str(payload)
+        info.add_text(kind, text.encode("utf-8", "replace").decode())  # a PNG cannot hold a lone surrogate
     Image.new("RGB", (8, 8), "red").save(path, pnginfo=info)
     if kind == "truncated":
         path.write_bytes(path.read_bytes()[:payload])
