@@ -14,15 +14,17 @@ import json
 import math
 import os
 import re
+import struct
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from sd35ui import metadata, storage
-from sd35ui.settings import SD35_MEDIUM, GenerationSettings, ModelSpec
+from sd35ui.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec
 
 PAGE_SIZE = 48  # gallery items per page: 8 rows of 6 thumbnails
 THUMBS_DIR = ".thumbs"  # inside the outputs folder; hidden, so never listed as a result
@@ -32,6 +34,12 @@ STALE_TEMP_S = 3600  # a temporary file this old belongs to a writer that crashe
 MAX_PNG_BYTES = 64 * 2**20  # a dropped PNG: an 8 x 8 contact sheet of 1024x1024 cells is about 100 MB raw RGB,
 MAX_PNG_PIXELS = 80 * 2**20  # but well under 64 MB as PNG; more is not an image we made, so it is not decoded
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# Reading a dropped PNG's text chunks: at most this much text from one chunk once decompressed (8 x metadata's
+# limits, so text a little over them gets its exact "too long" message), this much from all chunks together, and
+# this many chunks walked (encoders write image data in 8-64 kB chunks: a 64 MB PNG has about 8000).
+MAX_TEXT_CHUNK_BYTES = 4 * 2**20
+MAX_TEXT_BYTES = 16 * 2**20
+MAX_PNG_CHUNKS = 100_000
 GENERATE_KEYS = ("prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed", "randomize_seed")
 
 # outputs/YYYY-MM-DD/HHMMSS-<kind>[-<seed>]-<6 hex>[-r<row>c<col>].png, as written by storage.new_path / sheet.py
@@ -194,10 +202,103 @@ def _check_pixels(image: Image.Image) -> None:
         )
 
 
+def _inflate(data: bytes, limit: int) -> bytes | None:
+    """`data` decompressed, at most `limit` + 1 bytes of it (a zlib bomb stops there), or None when damaged."""
+    try:
+        return zlib.decompressobj().decompress(data, limit + 1)
+    except zlib.error:
+        return None
+
+
+def _text_chunk(kind: bytes, data: bytes, limit: int) -> tuple[str, str | None, str | None]:
+    """(keyword, text or None, problem or None) of one tEXt, zTXt or iTXt chunk, decoded as PIL does: tEXt and
+    zTXt as Latin-1, iTXt as UTF-8. Compressed text over `limit` bytes is not decompressed further."""
+    keyword, _, rest = data.partition(b"\0")
+    key = keyword.decode("latin-1")
+    chunk = f"its {key[:79]!r} text chunk"  # keywords are 1 to 79 characters; a damaged chunk's may be longer
+    too_long = f"{chunk} is too long (more than {limit / 2**20:.3g} MB of text)"
+    damaged = f"{chunk} is damaged (its compressed text cannot be read)"
+    if kind == b"tEXt":
+        return key, rest.decode("latin-1"), None
+    if kind == b"zTXt":
+        if rest[:1] != b"\0":
+            return key, None, f"{chunk} uses an unknown compression method"
+        raw = _inflate(rest[1:], limit)
+        if raw is None or len(raw) > limit:
+            return key, None, damaged if raw is None else too_long
+        return key, raw.decode("latin-1"), None
+    compressed, method, rest = rest[:1], rest[1:2], rest[2:]  # iTXt: flag, method, language, translated keyword
+    parts = rest.split(b"\0", 2)
+    if len(parts) < 3 or not method:
+        return key, None, f"{chunk} is damaged"
+    raw = parts[2]
+    if compressed != b"\0":
+        if method != b"\0":
+            return key, None, f"{chunk} uses an unknown compression method"
+        inflated = _inflate(raw, limit)
+        if inflated is None or len(inflated) > limit:
+            return key, None, damaged if inflated is None else too_long
+        raw = inflated
+    try:
+        return key, raw.decode("utf-8"), None
+    except UnicodeDecodeError:
+        return key, None, f"{chunk} is not valid UTF-8 text"
+
+
+def png_text_chunks(f: BinaryIO) -> tuple[dict[str, str], list[str]]:
+    """Every tEXt, zTXt and iTXt chunk of the PNG open in `f` (positioned just after the signature), wherever it
+    lies, as {keyword: text}, and a line for each problem met (a chunk too long, damaged or cut short).
+
+    Written by hand because PIL reads the text chunks stored after the image data only by decoding the image
+    (`Image.load()`): a 315 kB PNG that claims 9000x9000 RGBA pixels made it allocate 300 MB to reach one line of
+    text. This walks the chunks (length, type, data, CRC), reads only text chunks and seeks past the rest; memory
+    is bounded by MAX_TEXT_CHUNK_BYTES per chunk and MAX_TEXT_BYTES in all, time by MAX_PNG_CHUNKS."""
+    texts: dict[str, str] = {}
+    problems: list[str] = []
+    budget = MAX_TEXT_BYTES
+    for _ in range(MAX_PNG_CHUNKS):
+        head = f.read(8)
+        if len(head) < 8:
+            problems.append("it ends before its last chunk (IEND): the file is cut short")
+            break
+        length, kind = struct.unpack(">I4s", head)
+        name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+        if kind == b"IEND":
+            break
+        if length >= 2**31:  # the PNG format's own limit
+            problems.append(f"a {name} chunk claims an impossible length")
+            break
+        limit = min(MAX_TEXT_CHUNK_BYTES, budget)
+        if kind not in (b"tEXt", b"zTXt", b"iTXt") or length > limit + 80:  # 80: keyword and iTXt header
+            if kind in (b"tEXt", b"zTXt", b"iTXt"):
+                key = f.read(80).partition(b"\0")[0].decode("latin-1")
+                problems.append(f"its {key!r} text chunk is too long ({length} bytes)")
+                length -= 80
+            f.seek(length + 4, os.SEEK_CUR)  # data and CRC; past the end of the file, the next read says so
+            continue
+        data = f.read(length)
+        crc = f.read(4)
+        if len(crc) < 4:
+            problems.append(f"it is cut short in the middle of a {name} chunk")
+            break
+        if zlib.crc32(kind + data) != int.from_bytes(crc, "big"):
+            problems.append(f"a {name} chunk is damaged (its checksum does not match)")
+            continue
+        key, text, problem = _text_chunk(kind, data, limit)
+        if problem:
+            problems.append(problem)
+        elif key and text is not None:
+            texts[key] = text
+            budget -= len(text)
+    else:
+        problems.append(f"it has more than {MAX_PNG_CHUNKS} chunks; the rest were not read")
+    return texts, problems
+
+
 def read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     """(`metadata.read_png_metadata` result, the PNG's text chunks) for a file that may come from anyone: checks
-    that it is a PNG of sane size first, and decodes pixels only when the settings are stored after the image
-    data. Raises ValueError with a message for the user."""
+    that it is a PNG of sane size first, and never decodes its pixels (`png_text_chunks` reads text chunks stored
+    after the image data too). Raises ValueError with a message for the user."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -214,18 +315,27 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
                 f"{path.name} is not a PNG. Settings travel only in PNG text chunks: JPEG and WebP copies lose them. "
                 "Drop the original PNG."
             )
-    try:
-        with Image.open(path) as image:
-            _check_pixels(image)
-            if not {metadata.JSON_KEY, metadata.PARAMETERS_KEY} & set(image.info):
-                image.load()  # text chunks stored after the image data are read only with it
-            text = {k: v for k, v in image.info.items() if isinstance(v, str)}
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path.name} is a damaged PNG and could not be read ({exc}).") from None
-    if not {metadata.JSON_KEY, metadata.PARAMETERS_KEY} & set(text):
+        try:
+            # PIL checks the header and the chunks before the image data (their checksums, its own limits on
+            # compressed text) and decodes no pixels. Not Image.open: it hides why a PNG is refused.
+            f.seek(0)
+            image = PngImagePlugin.PngImageFile(f)
+        except ValueError as exc:  # PIL's limits on text: 1 MB a compressed chunk, 64 MB in all
+            raise ValueError(f"The settings in {path.name} could not be read: its text is too long ({exc}).") from None
+        except (OSError, SyntaxError) as exc:
+            raise ValueError(f"{path.name} is a damaged PNG and could not be read ({exc}).") from None
+        _check_pixels(image)
+        f.seek(len(PNG_SIGNATURE))
+        text, problems = png_text_chunks(f)
+    wanted = {metadata.JSON_KEY, metadata.PARAMETERS_KEY}
+    if not wanted & set(text) and problems:
+        raise ValueError(f"The settings in {path.name} could not be read: {'; '.join(dict.fromkeys(problems))}.")
+    if not wanted & set(text):
         return metadata.read_png_metadata(_Info(text)), text  # raises its "no settings" message
     try:
         return metadata.read_png_metadata(_Info(text)), text
+    except metadata.TextTooLong:
+        raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # malformed JSON or A1111 fields
         raise ValueError(f"The settings stored in {path.name} could not be understood ({exc}).") from None
 
@@ -237,17 +347,48 @@ class _Info:
         self.info = info
 
 
-def _number_or_note(key: str, value: Any, notes: list[str]) -> Any:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        notes.append(f"The PNG's {key.replace('_', ' ')} is {value!r}, not a number; it was left unchanged.")
+def _shown(value: Any, length: int = 40) -> str:
+    """`value` for a note, cut to `length` characters (ints of 4300 digits or more cannot even be shown)."""
+    try:
+        text = repr(value) if not isinstance(value, int) or abs(value) < 10**length else f"a number over 10**{length}"
+    except RecursionError:  # JSON nested almost as deeply as Python allows
+        text = "a deeply nested value"
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _number_or_note(key: str, value: Any, notes: list[str], spec: ModelSpec = SD35_MEDIUM) -> Any:
+    """`value` when `key` can take it in this app (a finite number in its range, for `spec`'s sizes), else None
+    with a line in `notes`: Gradio cannot even send some (a seed of 2**64 or more), and the rest would fail."""
+    label = key.replace("_", " ")
+    finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))  # ints of any size
+    if isinstance(value, bool) or not finite:
+        notes.append(f"The PNG's {label} is {_shown(value)}, not a number; it was left unchanged.")
+        return None
+    rng = spec.size_range() if key in ("width", "height") else RANGES[key]
+    if not rng.minimum <= value <= rng.maximum:  # exact for ints of any size
+        where = f" for {spec.name}" if key in ("width", "height") else ""
+        notes.append(
+            f"The PNG's {label}, {_shown(value)}, is outside the valid range {rng.describe()}{where}; "
+            "it was left unchanged."
+        )
+        return None
+    try:  # whole numbers, sizes in multiples of 16
+        GenerationSettings.validated(
+            spec, **{"prompt": "x", "width": spec.default_size, "height": spec.default_size, key: value}
+        )
+    except ValueError as exc:
+        notes.append(f"{exc} The PNG's {label} was left unchanged.")
         return None
     return value
 
 
-def generate_values(meta: dict[str, Any], notes: list[str] | None = None) -> dict[str, Any]:
+def generate_values(
+    meta: dict[str, Any], notes: list[str] | None = None, spec: ModelSpec = SD35_MEDIUM
+) -> dict[str, Any]:
     """Generate-tab values (keys of GENERATE_KEYS) for what a PNG's metadata holds. A1111 text may lack some
-    fields, and a damaged file may hold values of the wrong type: those keys are left out (with a line in
-    `notes`), so the Generate tab keeps its current values for them."""
+    fields, and a damaged file or another tool's may hold values of the wrong type or outside this app's ranges
+    (`spec`'s sizes): those keys are left out (with a line in `notes`), so the Generate tab keeps its current
+    values for them."""
     notes = notes if notes is not None else []
     settings: GenerationSettings = meta["settings"]
     present = set(GENERATE_KEYS)
@@ -267,7 +408,7 @@ def generate_values(meta: dict[str, Any], notes: list[str] | None = None) -> dic
             notes.append(f"The PNG's {key.replace('_', ' ')} is not text; it was left unchanged.")
     for key in ("steps", "guidance", "width", "height", "seed"):
         if key in present and getattr(settings, key) is not None:
-            value = _number_or_note(key, getattr(settings, key), notes)
+            value = _number_or_note(key, getattr(settings, key), notes, spec)
             if value is not None:
                 values[key] = value
     if "seed" in values:
@@ -293,12 +434,15 @@ def load_settings(path: Path, spec: ModelSpec = SD35_MEDIUM) -> LoadedSettings:
     for `spec`. Raises ValueError with a message for the user."""
     meta, text = read_metadata(path)
     notes: list[str] = []
-    values = generate_values(meta, notes)
+    values = generate_values(meta, notes, spec)
     model = meta.get("model")
     if metadata.PARAMETERS_KEY in text:
         parameters = text[metadata.PARAMETERS_KEY]
     else:
-        parameters = json.dumps(json.loads(text[metadata.JSON_KEY]), indent=1, ensure_ascii=False)
+        try:
+            parameters = json.dumps(json.loads(text[metadata.JSON_KEY]), indent=1, ensure_ascii=False)
+        except RecursionError:  # nested too deeply to indent (read_metadata parsed it, so it is JSON)
+            parameters = text[metadata.JSON_KEY]
     model = model if isinstance(model, str) else None
     return LoadedSettings(values, meta["source"], model, parameters, notes + check_values(values, spec))
 

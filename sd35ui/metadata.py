@@ -49,27 +49,80 @@ def png_info(settings: GenerationSettings, model: str, extra: dict[str, Any] | N
     return info
 
 
-_FIELD = re.compile(r'\s*([\w][\w \-/()]*?):\s*("(?:\\.|[^"\\])*"|[^,]*)(?:,|$)')
+# The settings text sd35ui writes is at most about 134k characters (a 64-cell Prompt S/R sheet of 2000-character
+# prompts; its A1111 text can be longer for non-Latin prompts, which it \u-escapes, but then the JSON chunk is read);
+# other tools write a few thousand. Longer text is refused before it is parsed.
+MAX_PARAMETERS_CHARS = 512 * 1024
+MAX_JSON_CHARS = 512 * 1024
+
+
+class TextTooLong(ValueError):
+    """A PNG's settings text is longer than anything sd35ui or an A1111-compatible tool writes."""
+
+
+def check_length(text: str, limit: int, chunk: str) -> None:
+    if len(text) > limit:
+        raise TextTooLong(
+            f"The PNG's settings text (its {chunk!r} chunk) is too long: {len(text)} characters; the limit is "
+            f"{limit}. sd35ui and A1111-compatible tools write far less, so it was not read."
+        )
+
+
+# One `key: ` of A1111's last line. Key characters exclude ":", so the key ends at the first colon; the match is
+# anchored where the previous field ended, so each character is looked at a bounded number of times.
+_KEY = re.compile(r"\s*(\w[\w \-/()]*):\s*")
+
+
+def _closing_quote(line: str, start: int) -> int:
+    """Index of the quote ending the JSON string whose text starts at `start`, or -1: the first quote preceded by
+    an even run of backslashes (each backslash pair is one escaped backslash)."""
+    at = start
+    while (quote := line.find('"', at)) >= 0:
+        run = quote
+        while run > start and line[run - 1] == "\\":
+            run -= 1
+        if (quote - run) % 2 == 0:
+            return quote
+        at = quote + 1
+    return -1
+
+
+def _fields(line: str) -> dict[str, Any]:
+    """The `key: value, key: "json-quoted value", ...` fields at the start of A1111's last line, read left to
+    right in linear time (a regex searched with finditer was quadratic: 64 kB without a colon took 30 s).
+
+    A value is JSON-quoted when a quoted string ends at a comma or at the end of the line; otherwise it runs to the
+    next comma. Reading stops at the first text that is not a `key:`."""
+    fields: dict[str, Any] = {}
+    pos = 0
+    while key := _KEY.match(line, pos):
+        start = key.end()
+        close = _closing_quote(line, start + 1) if line.startswith('"', start) else -1
+        if close >= 0 and (close + 1 == len(line) or line[close + 1] == ","):
+            end = close + 1  # a quoted value; each scan stops at the next field's opening quote at the latest
+        else:
+            comma = line.find(",", start)
+            end = len(line) if comma < 0 else comma
+        value: Any = line[start:end].strip()
+        if len(value) > 1 and value[0] == value[-1] == '"':  # other values fail json.loads, slowly
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                pass
+        fields[key.group(1).strip()] = value
+        pos = end + 1
+    return fields
 
 
 def parse_parameters(text: str) -> dict[str, Any]:
-    """Parse an A1111 `parameters` text into {"prompt", "negative_prompt", "fields": {key: value}}."""
+    """Parse an A1111 `parameters` text into {"prompt", "negative_prompt", "fields": {key: value}}. Raises
+    TextTooLong (a ValueError) over MAX_PARAMETERS_CHARS."""
+    check_length(text, MAX_PARAMETERS_CHARS, PARAMETERS_KEY)
     lines = text.strip("\n").split("\n")
     last = lines[-1] if lines else ""
-    fields: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     if len(lines) > 1 or re.match(r"\s*Steps:", last):
-        pos = 0
-        for match in _FIELD.finditer(last):
-            if match.start() != pos:
-                break
-            key, value = match.group(1).strip(), match.group(2).strip()
-            if value.startswith('"'):
-                try:
-                    value = json.loads(value)
-                except json.JSONDecodeError:
-                    pass
-            fields[key] = value
-            pos = match.end()
+        fields = _fields(last)
         if "Steps" in fields:
             lines = lines[:-1]
         else:
@@ -87,7 +140,10 @@ def parse_parameters(text: str) -> dict[str, Any]:
 
 def settings_from_parameters(text: str) -> GenerationSettings:
     """Settings from an A1111-style `parameters` text (ours or another tool's); missing values keep defaults."""
-    parsed = parse_parameters(text)
+    return _settings_from_parsed(parse_parameters(text))
+
+
+def _settings_from_parsed(parsed: dict[str, Any]) -> GenerationSettings:
     fields = parsed["fields"]
     values: dict[str, Any] = {"prompt": parsed["prompt"], "negative_prompt": parsed["negative_prompt"]}
     if "Steps" in fields:
@@ -105,7 +161,8 @@ def settings_from_parameters(text: str) -> GenerationSettings:
 def read_png_metadata(image: Image.Image | str) -> dict[str, Any]:
     """{"settings": GenerationSettings, "model": str | None, "source": "sd35ui" | "parameters"} from a PNG.
 
-    Raises ValueError when the image carries neither chunk."""
+    Raises ValueError when the image carries neither chunk, TextTooLong (a ValueError) when the chunk it would read
+    is longer than MAX_JSON_CHARS or MAX_PARAMETERS_CHARS."""
     if isinstance(image, str):
         with Image.open(image) as opened:
             opened.load()
@@ -113,7 +170,11 @@ def read_png_metadata(image: Image.Image | str) -> dict[str, Any]:
     else:
         text = dict(image.info)
     if JSON_KEY in text:
-        payload = json.loads(text[JSON_KEY])
+        check_length(text[JSON_KEY], MAX_JSON_CHARS, JSON_KEY)
+        try:
+            payload = json.loads(text[JSON_KEY])
+        except RecursionError:  # "[[[[..." : json recurses once per level
+            raise ValueError(f"its {JSON_KEY!r} JSON is nested too deeply") from None
         return {
             "settings": GenerationSettings(**payload["settings"]),
             "model": payload.get("model"),
@@ -121,9 +182,9 @@ def read_png_metadata(image: Image.Image | str) -> dict[str, Any]:
             "source": JSON_KEY,
         }
     if PARAMETERS_KEY in text:
-        parsed = parse_parameters(text[PARAMETERS_KEY])
+        parsed = parse_parameters(text[PARAMETERS_KEY])  # once: it may be long
         return {
-            "settings": settings_from_parameters(text[PARAMETERS_KEY]),
+            "settings": _settings_from_parsed(parsed),
             "model": parsed["fields"].get("Model"),
             "extra": parsed["fields"],
             "source": PARAMETERS_KEY,

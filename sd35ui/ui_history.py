@@ -190,5 +190,7 @@ def build_history_tab(config: Any, generate_inputs: dict[str, gr.Component], tab
         [drop],
         [*targets, tabs],
         api_name="load_settings",
-        concurrency_limit=None,  # reads one small file: never waits behind GPU jobs
+        # Its own small limit: never waits behind GPU jobs, and a flood of dropped files cannot take every worker.
+        concurrency_limit=2,
+        concurrency_id="load_settings",
     )

@@ -126,18 +126,18 @@ def test_settings_from_our_png_fill_every_generate_input(tmp_path):
 def test_settings_from_an_a1111_png_with_notes_on_what_this_model_cannot_use(tmp_path):
     loaded = history.load_settings(a1111_png(tmp_path / "sdxl.png"), SD35_MEDIUM)
     assert loaded.source == metadata.PARAMETERS_KEY and loaded.model == "sd_xl_base_1.0"
-    assert loaded.values == {
+    assert loaded.values == {  # A1111's seed is outside this app's range: left out, so the Generate tab keeps its own
         "prompt": "a photo of a cat, highly detailed",
         "negative_prompt": "blurry, lowres",
         "steps": 30,
         "guidance": 7.0,
         "width": 832,
         "height": 1216,
-        "seed": 3288463651,
-        "randomize_seed": False,
     }
     assert loaded.parameters == A1111_TEXT
-    assert len(loaded.notes) == 1 and "Seed" in loaded.notes[0] and "2147483647" in loaded.notes[0]
+    assert loaded.notes == [
+        "The PNG's seed, 3288463651, is outside the valid range 0 to 2147483647; it was left unchanged."
+    ]
 
 
 def test_fields_missing_from_a1111_text_are_left_out(tmp_path):
@@ -168,7 +168,7 @@ def png_with_header(width, height):
         (b"", "not a PNG"),
         (b"\x89PNG\r\n\x1a\n" + b"\x00" * 20, "damaged"),
         (png_with_header(10000, 10000), "megapixels"),  # under PIL's own limit, over ours
-        (png_with_header(40000, 40000), "damaged"),  # over PIL's: it refuses to open it
+        (png_with_header(40000, 40000), "megapixels"),  # over PIL's too
     ],
 )
 def test_files_that_are_not_usable_pngs_get_a_clear_error(tmp_path, content, message):
@@ -237,7 +237,41 @@ def test_history_and_load_settings_through_the_api(client, app_server, tmp_path)
     values = client.predict(handle_file(path), api_name="/load_settings")
     assert list(values) == ["a blue ring", "", 2, 3, 64, 64, 11, False]
     values = client.predict(handle_file(str(a1111_png(tmp_path / "a1111.png"))), api_name="/load_settings")
-    assert values[:7] == ("a photo of a cat, highly detailed", "blurry, lowres", 30, 7, 832, 1216, 3288463651)
+    assert values[:4] == ("a photo of a cat, highly detailed", "blurry, lowres", 30, 7)
+    # the tiny model's sizes stop at 256 and A1111's seed 3288463651 is outside this app's range: left unchanged
+    assert values[4:] == ({"__type__": "update"},) * 4
     (tmp_path / "fake.png").write_text("hello")
     with pytest.raises(AppError, match="not a PNG"):
         client.predict(handle_file(str(tmp_path / "fake.png")), api_name="/load_settings")
+
+
+def test_numbers_outside_this_apps_ranges_are_left_out_with_a_note(tmp_path):
+    info = PngImagePlugin.PngInfo()
+    payload = {"settings": {"prompt": "ok", "steps": 80, "guidance": 1e999, "width": 1000, "height": 10**30}}
+    info.add_text(metadata.JSON_KEY, json.dumps({**payload, "model": "x"}))
+    Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
+    loaded = history.load_settings(tmp_path / "odd.png")
+    assert loaded.values == {"prompt": "ok", "negative_prompt": ""}  # seed is None in the file: not loaded either
+    assert loaded.notes == [
+        "The PNG's steps, 80, is outside the valid range 1 to 50; it was left unchanged.",
+        "The PNG's guidance is inf, not a number; it was left unchanged.",
+        "Width must be a multiple of 16, got 1000. Use 992 or 1008 instead (valid range 256 to 1440 for "
+        "stabilityai/stable-diffusion-3.5-medium). The PNG's width was left unchanged.",
+        "The PNG's height, 1000000000000000000000000000000, is outside the valid range 256 to 1440 for "
+        "stabilityai/stable-diffusion-3.5-medium; it was left unchanged.",
+    ]
+
+
+@pytest.mark.parametrize("seed", [2**64, 10**30])
+@pytest.mark.parametrize("chunk_key", [metadata.JSON_KEY, metadata.PARAMETERS_KEY])
+def test_seeds_gradio_cannot_send_are_left_out_through_the_api(client, tmp_path, seed, chunk_key):
+    """Gradio's reply failed on a seed of 2**64 or more ("Integer exceeds 64-bit range")."""
+    info = PngImagePlugin.PngInfo()
+    if chunk_key == metadata.JSON_KEY:
+        info.add_text(chunk_key, json.dumps({"settings": {"prompt": "a red circle", "steps": 3, "seed": seed}}))
+    else:
+        info.add_text(chunk_key, f"a red circle\nSteps: 3, Seed: {seed}")
+    Image.new("RGB", (8, 8)).save(tmp_path / "seed.png", pnginfo=info)
+    values = client.predict(handle_file(str(tmp_path / "seed.png")), api_name="/load_settings")
+    assert values[0] == "a red circle" and values[2] == 3
+    assert values[6:] == ({"__type__": "update"},) * 2  # seed and "randomize seed" left as they are

@@ -1,0 +1,240 @@
+"""Hostile PNGs dropped on "Load settings from a PNG" (issue 14): each gives loaded settings or a clear message,
+at once, without decoding pixels or inflating compressed text without bound, and the server keeps serving.
+
+The PNGs are built chunk by chunk here (PIL writes only well-formed files): text before or after the image data,
+zlib bombs, cut-short files, bad checksums, text that is not UTF-8, a 9000x9000 RGBA header."""
+
+from __future__ import annotations
+
+import functools
+import json
+import struct
+import subprocess
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+from gradio_client.exceptions import AppError
+
+from sd35ui import history, metadata
+
+SKIP = {"__type__": "update"}  # what /load_settings returns for an input it leaves unchanged
+GENERIC = "has raised an exception"  # Gradio's words for a crash
+
+
+def chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
+    crc = zlib.crc32(kind + data) if crc is None else crc
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+
+def text(key: str, value: str | bytes) -> bytes:
+    raw = value if isinstance(value, bytes) else value.encode("latin-1")
+    return chunk(b"tEXt", key.encode("latin-1") + b"\0" + raw)
+
+
+def itxt(key: str, value: str | bytes, compressed: bool = False) -> bytes:
+    raw = value if isinstance(value, bytes) else value.encode("utf-8")
+    raw = zlib.compress(raw) if compressed else raw
+    return chunk(b"iTXt", key.encode("latin-1") + b"\0" + bytes([compressed, 0]) + b"\0\0" + raw)
+
+
+def zeros_deflated(size: int, block: int = 2**20) -> bytes:
+    """`size` zero bytes, zlib-compressed without ever holding them all (deflate packs 1032 to 1)."""
+    packer = zlib.compressobj(9)
+    parts = [packer.compress(b"\0" * min(block, size - done)) for done in range(0, size, block)]
+    return b"".join(parts) + packer.flush()
+
+
+@functools.cache
+def huge_idat(width: int, height: int) -> bytes:
+    """The image data of a width x height RGBA PNG of zeros: 324 MB of pixels in 315 kB for 9000 x 9000."""
+    packer = zlib.compressobj(9)
+    row = b"\0" * (1 + 4 * width)  # filter byte, then RGBA
+    return b"".join(packer.compress(row) for _ in range(height)) + packer.flush()
+
+
+def png(before: list[bytes] = (), after: list[bytes] = (), size: tuple[int, int] = (8, 8), end: bool = True) -> bytes:
+    """An RGBA PNG of zeros: `before` chunks come before the image data (where PIL writes text), `after` after."""
+    width, height = size
+    idat = huge_idat(width, height)
+    return (
+        history.PNG_SIGNATURE
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 6, 0, 0, 0))
+        + b"".join(before)
+        + chunk(b"IDAT", idat)
+        + b"".join(after)
+        + (chunk(b"IEND", b"") if end else b"")
+    )
+
+
+def ours(**settings) -> str:
+    return json.dumps({"settings": {"prompt": "a red circle", **settings}, "model": "tiny"})
+
+
+A1111 = "a red circle\nSteps: 3, Sampler: Euler, CFG scale: 4.5, Seed: {seed}, Size: 64x64, Model: x"
+LONG_LINE = "x\n" + "a" * 2**20  # 1 MB without a colon: the regex took 30 s a parse at 64 kB, and parsed twice
+ALLOWED_LINE = "x\n" + "a" * (metadata.MAX_PARAMETERS_CHARS - 2)
+QUOTES_LINE = "p\nSteps: 3, " + 'K: "a, ' * (metadata.MAX_PARAMETERS_CHARS // 8)  # unterminated quoted values
+DEEP_JSON = "[" * 100_000
+DEEP_EXTRA = '{"settings": {"prompt": "deep"}, "extra": ' + "[" * 400 + "]" * 400 + "}"  # parses; too deep to indent
+DEEP_STEPS = '{"settings": {"prompt": "p", "steps": ' + "[" * 800 + "]" * 800 + "}}"
+BOMB = 100 * 2**20  # a zTXt chunk that inflates to 100 MB of zeros
+
+
+@functools.cache
+def bomb_chunk() -> bytes:
+    return chunk(b"zTXt", b"parameters\0\0" + zeros_deflated(BOMB))
+
+
+def cut_short() -> bytes:
+    whole = png(after=[text("parameters", A1111.format(seed=5))])
+    return whole[: len(whole) - 12 - 20]  # IEND gone and the text chunk cut
+
+
+def bad_crc(before: bool) -> bytes:
+    broken = chunk(b"tEXt", b"parameters\0" + A1111.format(seed=5).encode(), crc=12345)
+    return png(before=[broken]) if before else png(after=[broken])
+
+
+# name -> (PNG bytes, what load_settings gives: a dict of values that must be loaded, or a message pattern)
+CORPUS = {
+    "1 MB line without a colon": (lambda: png([text("parameters", LONG_LINE)]), "too long: 1048578 characters"),
+    "long line without a colon, allowed": (lambda: png([text("parameters", ALLOWED_LINE)]), {"prompt": ALLOWED_LINE}),
+    "unterminated quoted values": (lambda: png([text("parameters", QUOTES_LINE)]), {"prompt": "p", "steps": 3}),
+    "deeply nested JSON": (lambda: png([text("sd35ui", DEEP_JSON)]), "could not be understood.*nested too deeply"),
+    "nested JSON in extra": (lambda: png([text("sd35ui", DEEP_EXTRA)]), {"prompt": "deep", "steps": 40}),
+    "nested JSON as the steps": (lambda: png([text("sd35ui", DEEP_STEPS)]), {"prompt": "p", "steps": None}),
+    "JSON seed 2**64": (lambda: png([text("sd35ui", ours(seed=2**64))]), {"prompt": "a red circle", "seed": None}),
+    "JSON seed 10**30": (lambda: png([text("sd35ui", ours(seed=10**30))]), {"seed": None, "steps": 40}),
+    "JSON guidance inf": (lambda: png([text("sd35ui", ours(guidance=1e999))]), {"guidance": None, "steps": 40}),
+    "A1111 seed 2**64": (lambda: png([text("parameters", A1111.format(seed=2**64))]), {"seed": None, "steps": 3}),
+    "A1111 seed 10**30": (lambda: png([text("parameters", A1111.format(seed=10**30))]), {"seed": None, "steps": 3}),
+    "9000x9000 RGBA, text after the image data": (
+        lambda: png(after=[text("parameters", A1111.format(seed=5))], size=(9000, 9000)),
+        {"prompt": "a red circle", "seed": 5, "steps": 3},
+    ),
+    "compressed iTXt after the image data": (
+        lambda: png(after=[itxt("sd35ui", ours(seed=9, prompt="ünïcode"), compressed=True)]),
+        {"prompt": "ünïcode", "seed": 9},
+    ),
+    "5 MB tEXt after the image data": (
+        lambda: png(after=[text("parameters", "a" * 5 * 2**20)]),
+        "'parameters' text chunk is too long",
+    ),
+    "200,000 chunks": (lambda: png(after=[chunk(b"tIME", b"")] * 200_000), "more than 100000 chunks"),
+    "zTXt bomb after the image data": (lambda: png(after=[bomb_chunk()]), "'parameters' text chunk is too long"),
+    "zTXt bomb before the image data": (
+        lambda: png([bomb_chunk()]),
+        "could not be read: its text is too long",
+    ),  # PIL's limit
+    "cut short in a text chunk": (cut_short, "cut short"),
+    "bad checksum after the image data": (lambda: bad_crc(before=False), "checksum does not match"),
+    "bad checksum before the image data": (lambda: bad_crc(before=True), "damaged PNG.*checksum"),
+    "chunk of impossible length": (lambda: png(after=[struct.pack(">I", 2**32 - 1) + b"tEXt"]), "impossible length"),
+    "iTXt that is not UTF-8": (lambda: png(after=[itxt("parameters", b"\xff\xfe a cat")]), "not valid UTF-8"),
+    "tEXt that is not UTF-8": (lambda: png([text("parameters", b"\xff\xfe a cat")]), {"prompt": "ÿþ a cat"}),
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("hostile")
+    paths = {}
+    for i, (name, (build, _)) in enumerate(CORPUS.items()):
+        paths[name] = folder / f"hostile-{i}.png"
+        paths[name].write_bytes(build())
+    return paths
+
+
+def check_loaded(values: dict, expected: dict) -> None:
+    for key, value in expected.items():
+        if value is None:
+            assert key not in values, key
+        else:
+            assert values[key] == value, key
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("name", CORPUS)
+def test_hostile_png_loads_or_gets_a_clear_message(corpus, name):
+    expected = CORPUS[name][1]
+    if isinstance(expected, str):
+        with pytest.raises(ValueError, match=expected) as caught:
+            history.load_settings(corpus[name])
+        assert "recursion" not in str(caught.value) and len(str(caught.value)) < 400
+        return
+    loaded = history.load_settings(corpus[name])
+    check_loaded(loaded.values, expected)
+    for key, value in expected.items():
+        if value is None:  # left out with a note, so the Generate tab keeps its own value
+            assert any(key in note for note in loaded.notes), loaded.notes
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", CORPUS)
+def test_hostile_png_through_the_live_app(client, corpus, name):
+    expected = CORPUS[name][1]
+    job = client.submit(handle_file(str(corpus[name])), api_name="/load_settings")
+    if isinstance(expected, str):
+        with pytest.raises(AppError, match=expected) as caught:
+            job.result(timeout=30)
+        assert GENERIC not in str(caught.value) and "recursion" not in str(caught.value)
+    else:
+        outputs = job.result(timeout=30)
+        values = {k: v for k, v in zip(history.GENERATE_KEYS, outputs) if v != SKIP}
+        check_loaded(values, expected)
+    _, position, _ = client.predict(0, False, api_name="/history")  # the server keeps serving
+    assert "newest first" in position or "No results" in position
+
+
+@pytest.mark.timeout(120)
+def test_hostile_settings_are_answered_while_history_is_served(client, corpus):
+    """Six dropped PNGs at once (three times the event's concurrency limit): the 1 MB line is refused and the
+    longest lines allowed are read, each before a timeout, and /history answers meanwhile."""
+    names = ["1 MB line without a colon", "long line without a colon, allowed", "unterminated quoted values"] * 2
+    jobs = [client.submit(handle_file(str(corpus[name])), api_name="/load_settings") for name in names]
+    served = []
+    browse = threading.Thread(target=lambda: served.append(client.predict(0, False, api_name="/history")))
+    browse.start()
+    browse.join(timeout=30)
+    assert served, "/history did not answer while the hostile PNGs were read"
+    for name, job in zip(names, jobs):
+        if isinstance(CORPUS[name][1], str):
+            with pytest.raises(AppError, match="too long"):
+                job.result(timeout=30)
+        else:
+            assert job.result(timeout=30)[0] == CORPUS[name][1]["prompt"]
+
+
+PEAK_MEMORY = """
+import resource, sys
+from sd35ui import history
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+loaded = history.load_settings(sys.argv[1])
+print(loaded.values["seed"], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
+"""
+
+
+@pytest.mark.timeout(120)
+def test_text_after_the_image_data_is_read_without_decoding_the_pixels(corpus):
+    """9000x9000 RGBA is 324 MB of pixels (PIL reached text stored after them only by decoding them all)."""
+    path = corpus["9000x9000 RGBA, text after the image data"]
+    assert path.stat().st_size < 400_000
+    command = [sys.executable, "-c", PEAK_MEMORY, str(path)]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
+    assert run.returncode == 0, run.stderr
+    seed, grown_mb = map(int, run.stdout.split())
+    assert seed == 5
+    assert grown_mb < 32, f"reading the settings grew the process by {grown_mb} MB"
+
+
+def test_text_chunks_are_read_wherever_they_lie(tmp_path):
+    before, after = text("a", "1"), itxt("b", "2", compressed=True)
+    path = tmp_path / "x.png"
+    path.write_bytes(png([before, chunk(b"zTXt", b"c\0\0" + zlib.compress(b"3"))], [after]))
+    with path.open("rb") as f:
+        f.seek(len(history.PNG_SIGNATURE))
+        assert history.png_text_chunks(f) == ({"a": "1", "c": "3", "b": "2"}, [])
