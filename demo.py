@@ -6,9 +6,29 @@ import argparse
 import logging
 import os
 import sys
+from pathlib import Path
 
 from sd35ui.access import AUTH_ENV, auth_from, default_host, exposure_warnings
 from sd35ui.options import add_model_arguments, load_options
+
+DEFAULT_CACHE_LIMIT_MB = 2048  # as sd35ui.ui (not imported here: --help and argument errors stay fast)
+DEFAULT_CACHE_MAX_AGE_S = 24 * 3600
+
+
+def whole_number(minimum: int, maximum: int | None = None):
+    """An argparse type: a whole number in [minimum, maximum], else a one-line usage error (exit status 2)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            wanted = f"from {minimum} to {maximum}" if maximum is not None else f"of at least {minimum}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {wanted}, got {text!r}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -20,7 +40,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=default_host(),  # SD35UI_HOST, GRADIO_SERVER_NAME (Spaces: 0.0.0.0), else this machine only
         help="address to bind; 0.0.0.0 serves the network, e.g. in Docker (default: 127.0.0.1)",
     )
-    server.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", 7860)))
+    server.add_argument(
+        "--port",
+        type=whole_number(1, 65535),
+        default=os.environ.get("GRADIO_SERVER_PORT", "7860"),  # a string default goes through `type` too
+        help="port to serve on, 1-65535 (default: 7860, or GRADIO_SERVER_PORT)",
+    )
     server.add_argument("--share", action="store_true", help="also serve through a public Gradio share link")
     server.add_argument(
         "--auth",
@@ -34,8 +59,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=os.environ.get("SD35UI_OUTPUTS", "outputs"),
         help="folder where every image and sheet is saved as it is made (default: outputs)",
     )
-    server.add_argument("--queue-size", type=int, default=16, help="jobs that may wait in the queue (default: 16)")
-    server.add_argument("--concurrency", type=int, default=1, help="GPU jobs at once (default: 1)")
+    server.add_argument(
+        "--queue-size", type=whole_number(1), default=16, help="jobs that may wait in the queue (default: 16)"
+    )
+    server.add_argument("--concurrency", type=whole_number(1), default=1, help="GPU jobs at once (default: 1)")
+    server.add_argument(
+        "--cache-limit-mb",
+        type=whole_number(1),
+        default=DEFAULT_CACHE_LIMIT_MB,
+        help="most megabytes of uploads and copies of results the app keeps in Gradio's cache; the oldest go first "
+        f"(default: {DEFAULT_CACHE_LIMIT_MB})",
+    )
+    server.add_argument(
+        "--cache-max-age",
+        type=whole_number(1),
+        default=DEFAULT_CACHE_MAX_AGE_S,
+        metavar="SECONDS",
+        help=f"delete an upload or a cached result this long after it was made (default: {DEFAULT_CACHE_MAX_AGE_S})",
+    )
     return parser.parse_args(argv)
 
 
@@ -44,11 +85,6 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     log = logging.getLogger("sd35ui")
 
-    from pathlib import Path
-
-    from sd35ui.pipeline import PipelineError, get_pipeline, model_banner
-    from sd35ui.ui import AppConfig, create_app, launch
-
     try:
         auth = auth_from(args.auth)
     except ValueError as exc:
@@ -56,6 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for warning in exposure_warnings(args.host, args.share, auth):
         log.warning(warning)
+    try:  # before importing Gradio and loading the model: found in a second, not after minutes of loading
+        outputs = writable_folder(Path(args.outputs))
+        check_port_free(args.host, args.port)
+    except ValueError as exc:
+        log.error("Error: %s", exc)
+        return 1
+
+    from sd35ui.pipeline import PipelineError, get_pipeline, model_banner
+    from sd35ui.ui import AppConfig, create_app, launch
+
     options = load_options(args).resolve()
     log.info(
         "Loading %s (quant=%s, t5=%s, offload=%s, %s on %s)...",
@@ -84,11 +130,62 @@ def main(argv: list[str] | None = None) -> int:
     banner = model_banner(options)
     if banner:  # after loading: only a model that runs gets a banner
         log.warning("*** %s ***", banner)
-    config = AppConfig(
-        load=options, outputs=Path(args.outputs).resolve(), queue_size=args.queue_size, concurrency=args.concurrency
-    )
-    launch(create_app(config), config, host=args.host, port=args.port, share=args.share, auth=auth, mcp=args.mcp)
+    config = AppConfig(load=options, outputs=outputs, queue_size=args.queue_size, concurrency=args.concurrency)
+    try:
+        launch(
+            create_app(config),
+            config,
+            host=args.host,
+            port=args.port,
+            share=args.share,
+            auth=auth,
+            mcp=args.mcp,
+            cache_limit_bytes=args.cache_limit_mb * 2**20,
+            cache_max_age_s=args.cache_max_age,
+        )
+    except OSError as exc:  # e.g. the port was taken while the model loaded
+        log.error(
+            "Error: could not serve on %s:%s: %s; pass --port N or stop the other server", args.host, args.port, exc
+        )
+        return 1
     return 0
+
+
+def writable_folder(folder: Path) -> Path:
+    """`folder`, created if missing and resolved, after checking that a file can be written in it; else ValueError
+    with the fix."""
+    import tempfile
+
+    try:
+        folder = folder.expanduser().resolve()
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".sd35ui-write-check-"):
+            pass
+    except OSError as exc:
+        reason = "it is a file, not a folder" if folder.is_file() else exc.strerror or str(exc)
+        raise ValueError(f"Cannot write to outputs folder {folder}: {reason}; pass --outputs DIR") from None
+    return folder
+
+
+def check_port_free(host: str, port: int) -> None:
+    """ValueError with the fix when `host:port` cannot be bound (another server on it, or an address this machine
+    does not have). Binds the way the server will (SO_REUSEADDR), then lets go."""
+    import errno
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise ValueError(f"Cannot serve on --host {host}: {exc.strerror}; pass --host 127.0.0.1 or 0.0.0.0") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ValueError(f"Port {port} is in use: pass --port N or stop the other server") from None
+            raise ValueError(f"Cannot serve on {host}:{port}: {exc.strerror or exc}; pass --host or --port") from None
 
 
 if __name__ == "__main__":

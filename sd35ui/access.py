@@ -1,13 +1,19 @@
 """Who may reach the app: the address it binds, `--auth user:password` (or SD35UI_AUTH), and the warnings printed
 when it is exposed beyond this machine without a password. Pure Python: no gradio.
 
-Gradio checks the password on every page, API and file route (`login_check`) and compares it in constant time.
+Gradio checks the password on every page, API and file route (`login_check`) and compares it in constant time;
+sd35ui.ui adds a gate in front of every route (MCP, /openapi.json, cancel, ... included) and `LoginLimiter` here, which
+refuses logins from an address after repeated failures.
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; 0.0.0.0 (every interface) only when asked, e.g. in Docker
 HOST_ENV = "SD35UI_HOST"
@@ -76,3 +82,79 @@ def exposure_warnings(host: str, share: bool, auth: tuple[str, str] | None) -> l
     if not is_loopback(host):
         warnings.append(NETWORK_WITHOUT_AUTH.format(host=host))
     return warnings
+
+
+# Failed logins ------------------------------------------------------------------------------------------------------
+
+MAX_FAILED_LOGINS = 5  # per client address ...
+FAILED_LOGIN_WINDOW_S = 60.0  # ... within this many seconds; then that address may not log in until they age out
+MAX_TRACKED_ADDRESSES = 10_000  # bounds the limiter's memory under a flood from many addresses
+
+
+def too_many_logins_message(wait_s: float) -> str:
+    return f"Too many failed logins; wait {max(1, math.ceil(wait_s))} s"
+
+
+class LoginLimiter:
+    """Brute-force protection for the login: after `max_failures` failed logins from one client address within
+    `window_s` seconds, every login from that address (the right password too) is refused until the first of those
+    failures is `window_s` seconds old; refused attempts do not count. Thread-safe; `clock` is injectable for tests."""
+
+    def __init__(
+        self,
+        max_failures: int = MAX_FAILED_LOGINS,
+        window_s: float = FAILED_LOGIN_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
+        max_addresses: int = MAX_TRACKED_ADDRESSES,
+    ) -> None:
+        if max_failures < 1 or window_s <= 0:
+            raise ValueError("max_failures must be at least 1 and window_s positive")
+        self.max_failures = max_failures
+        self.window_s = window_s
+        self.clock = clock
+        self.max_addresses = max_addresses
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
+
+    def _recent(self, address: str, now: float) -> deque[float]:
+        failures = self._failures.get(address)
+        if failures is None:
+            return deque()
+        while failures and now - failures[0] >= self.window_s:
+            failures.popleft()
+        if not failures:
+            del self._failures[address]
+        return failures
+
+    def retry_after(self, address: str) -> float:
+        """Seconds until `address` may try to log in again; 0 when it may now."""
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(address, now)
+            if len(failures) < self.max_failures:
+                return 0.0
+            return max(0.0, failures[0] + self.window_s - now)
+
+    def failed(self, address: str) -> None:
+        """Count a failed login from `address`."""
+        with self._lock:
+            now = self.clock()
+            failures = self._recent(address, now)
+            if address not in self._failures:
+                if len(self._failures) >= self.max_addresses:
+                    self._forget_oldest(now)
+                self._failures[address] = failures
+            failures.append(now)
+            while len(failures) > self.max_failures:  # only the last max_failures matter
+                failures.popleft()
+
+    def succeeded(self, address: str) -> None:
+        """A right login from an address that is not blocked forgets its earlier failures."""
+        with self._lock:
+            self._failures.pop(address, None)
+
+    def _forget_oldest(self, now: float) -> None:
+        for address in [a for a, f in self._failures.items() if not f or now - f[-1] >= self.window_s]:
+            del self._failures[address]
+        while len(self._failures) >= self.max_addresses:  # all recent: drop the addresses with the oldest failure
+            del self._failures[min(self._failures, key=lambda a: self._failures[a][-1])]

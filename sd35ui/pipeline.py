@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import importlib.util
+import json
 import os
 import threading
 from dataclasses import dataclass, replace
@@ -135,6 +136,8 @@ def check_options(options: LoadOptions) -> None:
     for module, pip_name in (("torch", "torch==2.13.0"), ("diffusers", None), ("transformers", None)):
         require(module, pip_name)
     require("accelerate", why=" (diffusers needs it to load large models and to offload)")
+    if not options.is_tiny and not options.is_fullsize_random and _looks_local(options.model):
+        check_model_folder(options)  # first: a mistyped path says so, not "no GPU" or another option's problem
     if options.t5 == "4bit" or options.quant == "nf4":
         require("bitsandbytes", why=" (needed for 4-bit NF4 quantization)")
     if options.quant == "nf4" and options.offload == "sequential":
@@ -173,16 +176,56 @@ def check_options(options: LoadOptions) -> None:
                 f"Unknown random model {options.model!r}: use {FULLSIZE_PREFIX}[-{'|-'.join(SHAPES)}]."
             )
         return
-    if not options.is_tiny and _looks_local(options.model) and not Path(options.model, "model_index.json").is_file():
+
+
+def check_model_folder(options: LoadOptions) -> None:
+    """Refuse a local model folder that is missing, or lacks model_index.json or a component folder it lists (a
+    partial download or copy), naming what is missing."""
+    folder = Path(options.model).expanduser()
+    written_by = (
+        f"as written by StableDiffusion3Pipeline.save_pretrained or `hf download {DEFAULT_MODEL} --local-dir DIR`"
+    )
+    if not folder.is_dir():
+        problem = "it is a file, not a folder" if folder.exists() else "the folder does not exist"
         raise ModelNotFoundError(
-            f"No diffusers pipeline found at {options.model!r}: the folder must hold model_index.json (as written "
-            "by StableDiffusion3Pipeline.save_pretrained or `hf download`). Check the path, or pass a hub id "
-            f"such as {DEFAULT_MODEL}."
+            f"No diffusers pipeline found at {options.model!r}: {problem} (a model folder holds model_index.json "
+            f"and a folder per component). Check the path, pass a hub id such as {DEFAULT_MODEL}, or use the "
+            "built-in tiny demo model (--model tiny)."
         )
+    if not (folder / "model_index.json").is_file():
+        raise ModelNotFoundError(
+            f"No diffusers pipeline found at {options.model!r}: the folder must hold model_index.json ({written_by}). "
+            f"Check the path, or pass a hub id such as {DEFAULT_MODEL}."
+        )
+    try:
+        index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ModelNotFoundError(
+            f"{folder / 'model_index.json'} cannot be read ({exc}); download or save the model again ({written_by})."
+        ) from None
+    if not isinstance(index, dict):
+        raise ModelNotFoundError(f"{folder / 'model_index.json'} is not a diffusers model index ({written_by}).")
+    # Each component the index names with a [library, class] pair lives in a folder of that name.
+    components = [k for k, v in index.items() if not k.startswith("_") and isinstance(v, list) and v and all(v)]
+    not_loaded = {"text_encoder_3", "tokenizer_3"} if options.t5 == "drop" else set()
+    for name in components:
+        if name not in not_loaded and not (folder / name).is_dir():
+            needed = ", ".join(f"{c}/" for c in components)
+            raise ModelNotFoundError(
+                f"{folder} has no {name}/ folder; a diffusers SD3 model folder needs model_index.json, {needed} "
+                f"({written_by}). Copy or download the model again."
+            )
 
 
 def _looks_local(model: str) -> bool:
-    return model.startswith((".", "/", "~")) or os.path.isdir(model) or model.count("/") != 1
+    """A local folder rather than a hub id (`owner/name`): an existing folder, a path from /, ., .. or ~, or any
+    name with other than one '/' (or with the OS's own separator)."""
+    return (
+        model.startswith((".", "/", "~"))
+        or os.path.isdir(model)
+        or model.count("/") != 1
+        or (os.sep != "/" and os.sep in model)
+    )
 
 
 def _hub_error(exc: BaseException, model: str) -> PipelineError | None:
@@ -243,6 +286,8 @@ def load_pipeline(options: LoadOptions) -> Any:
         from sd35ui.tiny import tiny_model_path
 
         path = str(tiny_model_path(options.model))
+    elif _looks_local(path):
+        path = os.path.expanduser(path)  # diffusers would take "~/models/sd35" for a hub id
     kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}  # safetensors only: never unpickle weights
     free_memory()
     try:
