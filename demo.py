@@ -8,10 +8,10 @@ import os
 import sys
 from pathlib import Path
 
-from sd35ui.access import AUTH_ENV, auth_from, default_host, exposure_warnings
-from sd35ui.options import add_model_arguments, load_options
+from sd35ui.app.access import AUTH_ENV, auth_from, default_host, exposure_warnings
+from sd35ui.core.options import add_model_arguments, load_options
 
-DEFAULT_CACHE_LIMIT_MB = 2048  # as sd35ui.ui (not imported here: --help and argument errors stay fast)
+DEFAULT_CACHE_LIMIT_MB = 2048  # as sd35ui.app.ui (not imported here: --help and argument errors stay fast)
 DEFAULT_CACHE_MAX_AGE_S = 24 * 3600
 
 
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         log.error("Error: %s", exc)
         return 1
 
-    from sd35ui.pipeline import PipelineError, get_pipeline, model_banner
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
+    from sd35ui.core.pipeline import PipelineError, get_pipeline, model_banner
 
     options = load_options(args).resolve()
     log.info(
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         options.dtype,
         options.device,
     )
-    from sd35ui import zerogpu
+    from sd35ui.app import zerogpu
 
     if zerogpu.on_zerogpu():  # imports `spaces` so that it patches torch before CUDA is touched
         log.info("ZeroGPU Space: GPU time is requested per generation")

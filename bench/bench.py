@@ -1,11 +1,11 @@
 """Where the time goes, and how far from the compute floor: one benchmark for sd35ui, on whatever device it runs.
 
 Models: the built-in tiny model (through the app's own loader) and the random full-size SD3.5 Medium
-(`sd35ui.fullsize`: the real shapes; reduced shapes on a CPU). For each, in one process, so that ratios compare like
-with like: load time; seconds per image (new prompt, and prompt from the cache); iterations per second; the share of
-text encoding, denoising and VAE decoding; peak memory (CUDA peak allocated and reserved, process RSS sampled every
-20 ms); and the transformer's FLOPs counted analytically for the shapes that ran, against the device's own measured
-matrix-multiply rate (the "floor": the time the transformer's FLOPs would take at that rate).
+(`sd35ui.models.fullsize`: the real shapes; reduced shapes on a CPU). For each, in one process, so that ratios
+compare like with like: load time; seconds per image (new prompt, and prompt from the cache); iterations per second;
+the share of text encoding, denoising and VAE decoding; peak memory (CUDA peak allocated and reserved, process RSS
+sampled every 20 ms); and the transformer's FLOPs counted analytically for the shapes that ran, against the device's
+own measured matrix-multiply rate (the "floor": the time the transformer's FLOPs would take at that rate).
 
 Modes, each measured before it is recommended: eager (bf16 on CUDA, float32 on a CPU; PyTorch SDPA), the attention
 kernels, the VAE in channels_last, torch.compile regional and full (compile time, warm-cache compile time, images to
@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import flops as flop_counts  # noqa: E402  (after the path is set)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:  # a cold compile cache, so "compile_s" is what a first start pays
@@ -190,7 +192,7 @@ class Plan:
 
 
 def settings_for(plan: Plan, index: int, steps: int | None = None) -> Any:
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core.settings import GenerationSettings
 
     return GenerationSettings(
         prompt=f"a watercolor fox in a forest at sunset, study number {index}",  # a new prompt: encoding counts
@@ -207,7 +209,7 @@ def one_image(pipe: Any, settings: Any, device: Device) -> dict[str, Any]:
     """Encode, denoise and decode one image through the app's service functions, timing each phase."""
     import torch
 
-    from sd35ui import generate
+    from sd35ui.core import generate
 
     guided = generate.is_guided(settings.guidance)
     t0 = time.perf_counter()
@@ -284,11 +286,11 @@ def summarize(runs: list[dict[str, Any]], steps: int) -> dict[str, Any]:
 
 def floor_fields(pipe: Any, plan: Plan, device: Device, timing: dict[str, Any]) -> dict[str, Any]:
     """FLOPs of the image and how its time compares with the floor at the device's measured matmul rate."""
-    from sd35ui import fullsize, generate
+    from sd35ui.core import generate
 
     config = pipe.transformer.config
     guided = generate.is_guided(plan.guidance)
-    flops = fullsize.image_flops(config, plan.size, plan.size, timing["steps"], guided, timing["text_tokens"])
+    flops = flop_counts.image_flops(config, plan.size, plan.size, timing["steps"], guided, timing["text_tokens"])
     return {"flops_per_image": flops, **floor_ratios(flops, timing, device.peak_tflops, device.cuda)}
 
 
@@ -310,7 +312,7 @@ def transformer_inputs(pipe: Any, plan: Plan, device: Device, text_len: int) -> 
     """Random inputs of one guided step (batch 2) for the transformer alone."""
     import torch
 
-    from sd35ui import generate
+    from sd35ui.core import generate
 
     cfg = pipe.transformer.config
     batch = 2 if generate.is_guided(plan.guidance) else 1
@@ -353,8 +355,6 @@ def profile_forward(pipe: Any, plan: Plan, device: Device, text_len: int) -> dic
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from sd35ui import fullsize
-
     transformer = pipe.transformer
     inputs = transformer_inputs(pipe, plan, device, text_len)
     wall = time_forward(transformer, inputs, device, reps=3 if device.cuda else 1)
@@ -369,8 +369,8 @@ def profile_forward(pipe: Any, plan: Plan, device: Device, text_len: int) -> dic
         busy[kind] += us / 1e6
     total_busy = sum(busy.values())
     batch = inputs["hidden_states"].shape[0]
-    flops = fullsize.transformer_flops(transformer.config, plan.size, plan.size, text_len, batch)
-    attention = fullsize.attention_flops(transformer.config, plan.size, plan.size, text_len, batch)
+    flops = flop_counts.transformer_flops(transformer.config, plan.size, plan.size, text_len, batch)
+    attention = flop_counts.attention_flops(transformer.config, plan.size, plan.size, text_len, batch)
     result = {
         "forward_s": wall,
         "busy_s": busy,
@@ -415,7 +415,7 @@ def compare_vae_layout(pipe: Any, plan: Plan, device: Device) -> dict[str, Any]:
     """Decode the same latents with the VAE contiguous and channels_last, interleaved; medians."""
     import torch
 
-    from sd35ui import generate, speed
+    from sd35ui.core import generate, speed
 
     latent = plan.size // 8
     g = torch.Generator("cpu").manual_seed(0)
@@ -468,7 +468,7 @@ def compile_mode(
     """Images with the transformer compiled (`mode`), each paired with an uncompiled one made just before it (the
     same attention kernel); the compile time (cold, then with inductor's on-disk cache warm, as on a second start),
     measured on one transformer forward; and after how many images the compile has paid for itself."""
-    from sd35ui import speed
+    from sd35ui.core import speed
 
     transformer = pipe.transformer
     forward = transformer.forward
@@ -549,10 +549,10 @@ def sheet_vs_cells(pipe: Any, plan: Plan, device: Device) -> dict[str, Any]:
     cache cleared before each (what clicking Generate four times costs); and the sheet with batching."""
     import importlib.util
 
-    if importlib.util.find_spec("sd35ui.sheet") is None:
+    if importlib.util.find_spec("sd35ui.core.sheet") is None:
         return {"skipped": "sd35ui/sheet.py is not in this checkout"}
-    from sd35ui import generate, sheet
-    from sd35ui.settings import ModelSpec
+    from sd35ui.core import generate, sheet
+    from sd35ui.core.settings import ModelSpec
 
     spec_model = ModelSpec("bench", default_size=plan.size, max_size=max(plan.size, 1440), min_size=16)
     base = settings_for(plan, 500)
@@ -766,11 +766,11 @@ class ModeRunner:
         result = profile_forward(self.pipe, self.plan, self.device, self.text_len)
         shape = getattr(self.pipe, "sd35ui_shape", None)
         if shape is not None:  # the full-size architecture: FLOPs of every part of one image, for the shares
-            from sd35ui import fullsize, generate
+            from sd35ui.core import generate
 
             size, guided = self.plan.size, generate.is_guided(self.plan.guidance)
-            parts = fullsize.other_flops(shape, size, size, guided)
-            parts["transformer"] = fullsize.image_flops(
+            parts = flop_counts.other_flops(shape, size, size, guided)
+            parts["transformer"] = flop_counts.image_flops(
                 self.pipe.transformer.config, size, size, self.plan.steps, guided, self.text_len
             )
             total = sum(parts.values())
@@ -792,7 +792,7 @@ class ModeRunner:
         self.row("compile_regional", compile_mode(self.pipe, self.plan, self.device, "regional", self.baseline))
 
     def fastest(self) -> None:
-        from sd35ui import speed
+        from sd35ui.core import speed
 
         if self.vae_wins:
             speed.set_vae_channels_last(self.pipe, True)
@@ -807,11 +807,10 @@ class ModeRunner:
         self.report.extra(self.plan.model, "sheet", sheet_vs_cells(self.pipe, self.plan, self.device))
 
     def nf4_transformer(self) -> Any:
-        from sd35ui import fullsize
 
         if self._nf4 is None:
             start = time.perf_counter()
-            self._nf4 = fullsize.load_nf4_transformer(self.pipe.transformer)
+            self._nf4 = flop_counts.load_nf4_transformer(self.pipe.transformer)
             self.device.sync()
             self.nf4_load_s = time.perf_counter() - start
         return self._nf4
@@ -852,11 +851,11 @@ class ModeRunner:
         )
 
     def streamed_text_encoders(self, **changes: Any) -> dict[str, Any]:
-        """Images with the text encoders streaming from CPU memory (`sd35ui.speed`); afterwards they are plain and
+        """Images with the text encoders streaming from CPU memory (`sd35ui.core.speed`); afterwards they are plain and
         resident again."""
         from accelerate.hooks import remove_hook_from_module
 
-        from sd35ui import speed
+        from sd35ui.core import speed
 
         freed = sum(speed.module_bytes(m) for m in self.encoders)
         for m in self.encoders:
@@ -891,12 +890,12 @@ class ModeRunner:
         self.row("nf4_offload_text_encoders", timing, notes="NF4 transformer; T5 + CLIPs stream per new prompt")
 
     def nf4_t5_4bit_model_offload(self) -> None:
-        from sd35ui import fullsize, speed
+        from sd35ui.core import speed
 
         nf4 = self.nf4_transformer()
         with parked(self.pipe.transformer, self.pipe.text_encoder_3):
             start = time.perf_counter()
-            t5 = fullsize.load_4bit_t5(self.pipe.text_encoder_3)
+            t5 = flop_counts.load_4bit_t5(self.pipe.text_encoder_3)
             t5_load_s = time.perf_counter() - start
             t5_gib = speed.module_bytes(t5) / GIB
             p = pipeline_with(self.pipe, transformer=nf4, text_encoder_3=t5)
@@ -952,7 +951,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     import diffusers
     import transformers
 
-    from sd35ui import fullsize
+    from sd35ui.models import fullsize
 
     meta: dict[str, Any] = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
@@ -981,8 +980,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     for model in models:  # in the order given: on a GPU the full-size model first, where the time budget matters
         if model == "tiny":
-            from sd35ui.pipeline import LoadOptions, load_pipeline, model_spec
-            from sd35ui.tiny import ensure_tiny_model
+            from sd35ui.core.pipeline import LoadOptions, load_pipeline, model_spec
+            from sd35ui.models.tiny import ensure_tiny_model
 
             ensure_tiny_model()  # built once per cache; loading is what is timed
             start = time.perf_counter()
@@ -997,7 +996,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             pipe = fullsize.build_pipeline(shape, device=device.type)
             device.sync()
             load_s = time.perf_counter() - start
-            plan = Plan(pipe.sd35ui_options.model, size, steps, 4.5, images, args.slow_steps)
+            plan = Plan(pipe.name_or_path, size, steps, 4.5, images, args.slow_steps)
             # On a CPU the sheet runs on the tiny model only: 12 full-size images would take many minutes.
             full_modes = [m for m in modes if device.cuda or m != "sheet"]
             ModeRunner(pipe, load_s, plan, device, report, deadline).run(full_modes)

@@ -207,7 +207,7 @@ def verify_files(jobs: list[Job], outputs: Path) -> dict[str, Any]:
     """Every file a completed job reported is in the outputs folder, a whole PNG with readable settings."""
     from PIL import Image
 
-    from sd35ui import metadata
+    from sd35ui.core import metadata
 
     on_disk = {p.name: p for p in outputs.rglob("*.png") if not p.name.startswith(".")}
     checked, missing, unreadable = 0, [], []
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error("--url must be a loopback address (127.0.0.1, ::1 or localhost): this tool loads a server hard")
     if args.url and not args.outputs:
         parser.error("--url needs --outputs, the server's outputs folder, to check the files it saved")
-    from sd35ui.access import parse_auth
+    from sd35ui.app.access import parse_auth
 
     args.auth_pair = parse_auth(args.auth)
     mix = parse_mix(args.mix)

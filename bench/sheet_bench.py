@@ -1,7 +1,7 @@
 """Contact sheet vs clicking Generate once per cell, on the built-in tiny model (CPU is fine).
 
 A 4 x 4 default sheet (Guidance 3, 4.5, 6, 7.5 across, Steps 10, 20, 30, 40 down; 64x64) is timed against the same
-16 cells made one by one through `sd35ui.generate.generate` with the prompt cache cleared before each (what a user
+16 cells made one by one through `sd35ui.core.generate.generate` with the prompt cache cleared before each (what a user
 clicking Generate 16 times pays, prompt encoding included), and against the sheet with `batch=True`. The three are
 interleaved over several rounds in one process, so load from other programs hits them alike; medians are reported.
 
@@ -44,9 +44,9 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sd35ui import generate, sheet
-    from sd35ui.pipeline import LoadOptions, get_pipeline, model_spec
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core import generate, sheet
+    from sd35ui.core.pipeline import LoadOptions, get_pipeline, model_spec
+    from sd35ui.core.settings import GenerationSettings
 
     pipe = get_pipeline(LoadOptions(model=args.model))
     base = GenerationSettings(prompt="a red fox in a forest", width=args.size, height=args.size, seed=1234)

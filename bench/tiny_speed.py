@@ -1,6 +1,6 @@
 """Seconds per image of the built-in trained tiny model on the CPU, at its defaults (median of N).
 
-Loads "tiny" through the app's own loader and makes images through `sd35ui.generate.generate` with the model's
+Loads "tiny" through the app's own loader and makes images through `sd35ui.core.generate.generate` with the model's
 declared defaults (sd35ui_model.json: size, steps, T5 length) and the app's default guidance. One warm-up image is
 not counted (first-call allocations). Prompts cycle through the training captions with a new seed each time.
 
@@ -35,16 +35,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    from sd35ui import shapes
-    from sd35ui.generate import generate
-    from sd35ui.pipeline import LoadOptions, get_pipeline
-    from sd35ui.settings import RANGES, GenerationSettings
-    from sd35ui.tiny import tiny_model_info
+    from sd35ui.core.generate import generate
+    from sd35ui.core.pipeline import LoadOptions, get_pipeline
+    from sd35ui.core.settings import RANGES, GenerationSettings
+    from sd35ui.models import shapes
+    from sd35ui.models.tiny import tiny_model_info
 
     info = tiny_model_info("tiny")
     if not info:
         parser.error(
-            "The trained tiny model is not in sd35ui/models/tiny-shapes; train it with python -m sd35ui.train."
+            "The trained tiny model is not in sd35ui/models/tiny-shapes; train it with python -m sd35ui.models.train."
         )
     start = time.perf_counter()
     pipe = get_pipeline(LoadOptions(model="tiny", device="cpu"))

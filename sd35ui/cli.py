@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sd35ui.options import add_model_arguments, load_options
-from sd35ui.settings import RANGES
+from sd35ui.core.options import add_model_arguments, load_options
+from sd35ui.core.settings import RANGES
 
 
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", required=True, help="the PNG file to write (settings embedded)")
     add_model_arguments(gen)
 
-    from sd35ui import sheet
+    from sd35ui.core import sheet
 
     sh = commands.add_parser(
         "sheet",
@@ -73,8 +73,8 @@ def _progress_bar(total_label: str):
 def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
     """The resolved load options and the validated settings the flags ask for (the model's own defaults where a
     flag is not given); prints the model's banner, if any."""
-    from sd35ui.pipeline import model_banner, model_spec
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core.pipeline import model_banner, model_spec
+    from sd35ui.core.settings import GenerationSettings
 
     options = load_options(args).resolve()
     spec = model_spec(options.model)
@@ -95,9 +95,9 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def run_generate(args: argparse.Namespace) -> int:
-    from sd35ui import metadata, storage
-    from sd35ui.generate import generate
-    from sd35ui.pipeline import get_pipeline
+    from sd35ui.core import metadata, storage
+    from sd35ui.core.generate import generate
+    from sd35ui.core.pipeline import get_pipeline
 
     options, settings = _settings(args)
     pipe = get_pipeline(options)
@@ -111,8 +111,8 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from sd35ui.generate import GenerationOutOfMemory
-    from sd35ui.pipeline import PipelineError
+    from sd35ui.core.generate import GenerationOutOfMemory
+    from sd35ui.core.pipeline import PipelineError
 
     try:
         if args.command == "generate":
@@ -133,8 +133,8 @@ def _axis(text: str, flag: str) -> tuple[str | None, str]:
 
 
 def run_sheet(args: argparse.Namespace) -> int:
-    from sd35ui import metadata, sheet, storage
-    from sd35ui.pipeline import get_pipeline, model_spec
+    from sd35ui.core import metadata, sheet, storage
+    from sd35ui.core.pipeline import get_pipeline, model_spec
 
     options, base = _settings(args)
     spec = model_spec(options.model)

@@ -71,8 +71,8 @@ class BrowserApp:
 @pytest.fixture(scope="module")
 def browser_app(tmp_path_factory: pytest.TempPathFactory):
     """The real app on the built-in (trained) tiny model, on a free loopback port, with its own outputs folder."""
-    from sd35ui.pipeline import LoadOptions
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
+    from sd35ui.core.pipeline import LoadOptions
 
     # the trained demo model, so the screenshots show what it draws
     config = AppConfig(load=LoadOptions(model="tiny"), outputs=tmp_path_factory.mktemp("browser-outputs"))

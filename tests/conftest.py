@@ -27,21 +27,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def tiny_options():
-    from sd35ui.pipeline import LoadOptions
+    from sd35ui.core.pipeline import LoadOptions
 
     return LoadOptions(model="tiny-random")
 
 
 @pytest.fixture(scope="session")
 def tiny_pipe(tiny_options):
-    from sd35ui.pipeline import get_pipeline
+    from sd35ui.core.pipeline import get_pipeline
 
     return get_pipeline(tiny_options)
 
 
 @pytest.fixture(scope="session")
 def tiny_spec():
-    from sd35ui.pipeline import model_spec
+    from sd35ui.core.pipeline import model_spec
 
     return model_spec("tiny-random")
 
@@ -49,7 +49,7 @@ def tiny_spec():
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory, tiny_options):
     """The real app on the tiny model, served on a free loopback port for gradio_client."""
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
 
     outputs = tmp_path_factory.mktemp("outputs")
     config = AppConfig(load=tiny_options, outputs=outputs, queue_size=8)

@@ -7,8 +7,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from sd35ui import metadata
-from sd35ui.settings import GenerationSettings
+from sd35ui.core import metadata
+from sd35ui.core.settings import GenerationSettings
 
 ARGS = dict(
     prompt="a red circle", negative_prompt="", steps=4, guidance=4.5, width=64, height=64, seed=5, randomize_seed=False
@@ -77,7 +77,7 @@ def test_stop_stops_only_the_callers_job(app_server):
 
 
 def test_the_page_says_which_demo_model_runs(app_server):
-    from sd35ui.pipeline import LoadOptions, model_banner
+    from sd35ui.core.pipeline import LoadOptions, model_banner
 
     app, _ = app_server
     banners = [b.value for b in app.blocks.values() if getattr(b, "elem_id", None) == "model-banner"]

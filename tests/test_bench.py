@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sd35ui import fullsize
+from bench import flops
+from sd35ui.models import fullsize
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -23,14 +24,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_full_size_floor_matches_the_published_estimate():
     config = fullsize.transformer_config()
-    per_pass = fullsize.transformer_flops(config, 1024, 1024, fullsize.text_tokens(), batch=1)
+    per_pass = flops.transformer_flops(config, 1024, 1024, flops.text_tokens(), batch=1)
     assert 11.0e12 < per_pass < 11.5e12  # platform-facts: about 11.2 TFLOP at 1024x1024 (4096 + 333 tokens)
-    image = fullsize.image_flops(config, 1024, 1024, steps=40, guided=True)
+    image = flops.image_flops(config, 1024, 1024, steps=40, guided=True)
     assert image == 80 * per_pass
     assert 0.88e15 < image < 0.92e15  # about 0.9 PFLOP: 1.14 s at 790 TFLOP/s
-    unguided = fullsize.image_flops(config, 1024, 1024, steps=40, guided=False)
+    unguided = flops.image_flops(config, 1024, 1024, steps=40, guided=False)
     assert unguided * 2 == image
-    attention = fullsize.attention_flops(config, 1024, 1024, fullsize.text_tokens())
+    attention = flops.attention_flops(config, 1024, 1024, flops.text_tokens())
     assert 0.25 < attention / per_pass < 0.4  # attention is about a third of a pass at 1024x1024
 
 
@@ -44,12 +45,12 @@ def test_full_size_configs_are_sd35_medium():
     assert (g["hidden_size"], g["projection_dim"], g["num_hidden_layers"]) == (1280, 1280, 32)
     t5 = fullsize.t5_config()
     assert (t5["d_model"], t5["num_layers"], t5["d_ff"], t5["num_heads"]) == (4096, 24, 10240, 64)
-    assert fullsize.text_tokens() == 77 + 256
+    assert flops.text_tokens() == 77 + 256
 
 
 @pytest.mark.slow
 def test_full_size_parameter_counts():
-    counts = fullsize.parameter_counts()  # built on the meta device: no memory
+    counts = flops.parameter_counts()  # built on the meta device: no memory
     transformer = counts["transformer"] + counts["transformer_buffers"]  # the position table is saved too
     assert 2.40e9 < transformer < 2.55e9  # platform-facts: about 2.47B (4.9 GB in bf16)
     assert 4.6e9 < counts["text_encoder_3"] < 4.9e9  # T5-XXL encoder: about 4.7B
@@ -95,17 +96,17 @@ def test_flops_match_torch_flop_counter(mini_pipe):
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         transformer(**inputs)
     counted = counter.get_total_flops()
-    total = fullsize.transformer_flops(cfg, size, size, text, batch=2)
-    attention = fullsize.attention_flops(cfg, size, size, text, batch=2)
+    total = flops.transformer_flops(cfg, size, size, text, batch=2)
+    attention = flops.attention_flops(cfg, size, size, text, batch=2)
     assert counted in (total, total - attention)
 
 
 def test_mini_model_makes_an_image(mini_pipe):
-    from sd35ui import generate
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core import generate
+    from sd35ui.core.settings import GenerationSettings
 
     shape = mini_pipe.sd35ui_shape
-    assert mini_pipe.sd35ui_options.model == "fullsize-random-mini"
+    assert mini_pipe.name_or_path == "fullsize-random-mini"
     assert len(mini_pipe.transformer.transformer_blocks) == shape.layers == 3
     assert mini_pipe.transformer.transformer_blocks[0].attn2 is not None  # dual attention in block 0
     assert mini_pipe.transformer.transformer_blocks[-1].context_pre_only
@@ -120,14 +121,14 @@ def test_mini_model_makes_an_image(mini_pipe):
 
 
 def fresh_tiny():
-    from sd35ui.pipeline import LoadOptions, load_pipeline
+    from sd35ui.core.pipeline import LoadOptions, load_pipeline
 
     return load_pipeline(LoadOptions(model="tiny-random"))  # not the cached one: speed options change it
 
 
 def tiny_image(pipe) -> np.ndarray:
-    from sd35ui import generate
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core import generate
+    from sd35ui.core.settings import GenerationSettings
 
     settings = GenerationSettings(prompt="a red circle", width=64, height=64, steps=3, seed=7)
     generate.prompt_cache.clear()
@@ -141,7 +142,7 @@ def reference_image():
 
 @pytest.mark.parametrize("options", [dict(vae_channels_last=True), dict(attention="math")])
 def test_speed_options_keep_the_image(options, reference_image):
-    from sd35ui import speed
+    from sd35ui.core import speed
 
     pipe = fresh_tiny()
     applied = speed.apply_speed_options(pipe, **options)
@@ -156,7 +157,7 @@ def test_regional_compile_traces_every_block_kind(reference_image):
     2-core CPU); SD35UI_TEST_INDUCTOR=1 runs the real compiler in the next test."""
     import torch
 
-    from sd35ui import speed
+    from sd35ui.core import speed
 
     pipe = fresh_tiny()
     speed.compile_transformer(pipe.transformer, "regional", backend="aot_eager")
@@ -175,7 +176,7 @@ def test_regional_compile_traces_every_block_kind(reference_image):
 def test_inductor_compile_keeps_the_image(mode, reference_image):
     import torch
 
-    from sd35ui import speed
+    from sd35ui.core import speed
 
     pipe = fresh_tiny()
     speed.apply_speed_options(pipe, compile=mode)
@@ -186,7 +187,7 @@ def test_inductor_compile_keeps_the_image(mode, reference_image):
 
 
 def test_speed_options_refuse_what_cannot_work(monkeypatch):
-    from sd35ui import speed
+    from sd35ui.core import speed
 
     pipe = fresh_tiny()
     with pytest.raises(ValueError, match="compile must be one of"):
@@ -209,8 +210,8 @@ def test_speed_options_refuse_what_cannot_work(monkeypatch):
 def test_offloaded_text_encoders_give_the_same_embeddings():
     import torch
 
-    from sd35ui import generate, speed
-    from sd35ui.pipeline import LoadOptions, load_pipeline
+    from sd35ui.core import generate, speed
+    from sd35ui.core.pipeline import LoadOptions, load_pipeline
 
     pipe = load_pipeline(LoadOptions(model="tiny-random", device="cuda"))
     before = generate.encode(pipe, "a red fox", "blurry", True)

@@ -24,8 +24,8 @@ from browser_support import (
     wait_for_progress,
 )
 
-from sd35ui import metadata, storage
-from sd35ui.settings import GenerationSettings
+from sd35ui.core import metadata, storage
+from sd35ui.core.settings import GenerationSettings
 
 pytestmark = [pytest.mark.browser, pytest.mark.skipif(not browser_available(), reason=SKIP_REASON)]
 browser, browser_app, page = support.browser, support.browser_app, support.page  # the shared pytest fixtures

@@ -10,8 +10,8 @@ from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from sd35ui import metadata
-from sd35ui.generate import generate
+from sd35ui.core import metadata
+from sd35ui.core.generate import generate
 
 SHEET = dict(
     prompt="a red circle",

@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import demo
-from sd35ui import zerogpu
+from sd35ui.app import zerogpu
 
 # The CUDA release each pinned torch's Linux wheel on PyPI is built for (its `cuda-toolkit==X.Y.*` requirement:
 # `pip install --dry-run --report - --only-binary=:all: --platform manylinux_2_28_x86_64 torch==VERSION`).
@@ -260,7 +260,7 @@ def test_on_zerogpu_wraps_with_spaces_gpu_and_the_duration_function(monkeypatch)
 def test_app_runs_on_a_space_without_the_spaces_package(monkeypatch, tmp_path, tiny_options):
     from gradio_client import Client
 
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
 
     monkeypatch.setenv("SPACE_ID", "someone/sd35ui")
     monkeypatch.setitem(sys.modules, "spaces", None)

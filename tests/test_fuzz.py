@@ -23,8 +23,8 @@ from hypothesis import HealthCheck, assume, event, given, note, settings
 from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
-from sd35ui import metadata
-from sd35ui.settings import GenerationSettings
+from sd35ui.core import metadata
+from sd35ui.core.settings import GenerationSettings
 
 GENERIC = "has raised an exception but has not enabled verbose error reporting"  # Gradio's words for a crash
 FUZZ = settings(
@@ -167,7 +167,7 @@ def keeps_serving(client: Client) -> None:
 
 def generate_cost(tiny_options, values: dict[str, Any]) -> int | None:
     """Pixel-steps a /generate call would run, or None when the app will reject it (cheap)."""
-    from sd35ui.ui import settings_from_ui
+    from sd35ui.app.ui import settings_from_ui
 
     try:
         s = settings_from_ui(
@@ -217,8 +217,8 @@ def test_generate_survives_any_input(api, tiny_options, values):
 
 
 def sheet_cost(tiny_spec, values: dict[str, Any]) -> int | None:
-    from sd35ui import sheet
-    from sd35ui.ui_compare import sheet_spec_from_ui
+    from sd35ui.app.compare_tab import sheet_spec_from_ui
+    from sd35ui.core import sheet
 
     for key in ("x_axis", "y_axis"):  # gr.Dropdown refuses values that are not among its choices
         if values[key] not in (*sheet.AXIS_CHOICES, "None"):

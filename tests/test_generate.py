@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
-from sd35ui import metadata
-from sd35ui.generate import GenerationStopped, generate
-from sd35ui.settings import GenerationSettings
+from sd35ui.core import metadata
+from sd35ui.core.generate import GenerationStopped, generate
+from sd35ui.core.settings import GenerationSettings
 
 BASE = GenerationSettings(prompt="a red circle on a blue background", steps=4, width=64, height=64, seed=11)
 

@@ -18,8 +18,8 @@ import httpx
 import pytest
 
 import demo
-from sd35ui.access import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LoginLimiter, too_many_logins_message
-from sd35ui.pipeline import LoadOptions, ModelNotFoundError, _looks_local, check_model_folder
+from sd35ui.app.access import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LoginLimiter, too_many_logins_message
+from sd35ui.core.pipeline import LoadOptions, ModelNotFoundError, _looks_local, check_model_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
@@ -32,7 +32,7 @@ MB = 2**20
 @contextmanager
 def serve(tmp_path: Path, **launch_kwargs):
     """A fresh app on the tiny model, with its own outputs folder, on a free loopback port."""
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
 
     config = AppConfig(load=LoadOptions(model="tiny-random"), outputs=tmp_path / "outputs")
     app = create_app(config)
@@ -295,7 +295,7 @@ def test_flags_in_range_are_accepted():
     args = demo.parse_args(["--queue-size", "1", "--concurrency", "2", "--port", "65535", "--cache-limit-mb", "5"])
     assert (args.queue_size, args.concurrency, args.port, args.cache_limit_mb) == (1, 2, 65535, 5)
     assert demo.parse_args([]).cache_max_age == 24 * 3600
-    from sd35ui import ui
+    from sd35ui.app import ui
 
     assert (demo.DEFAULT_CACHE_LIMIT_MB, demo.DEFAULT_CACHE_MAX_AGE_S) == (
         ui.DEFAULT_CACHE_LIMIT_MB,
@@ -372,7 +372,7 @@ def test_a_model_folder_that_does_not_exist_says_so_even_without_a_gpu():
 
 @pytest.fixture()
 def model_copy(tmp_path):
-    from sd35ui.tiny import tiny_model_path
+    from sd35ui.models.tiny import tiny_model_path
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_path("tiny-random"), folder)

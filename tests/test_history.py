@@ -11,9 +11,9 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, PngImagePlugin
 
-from sd35ui import history, metadata, storage
-from sd35ui.settings import SD35_MEDIUM, GenerationSettings
-from sd35ui.ui_history import describe, show_page
+from sd35ui.app.history_tab import describe, show_page
+from sd35ui.core import history, metadata, storage
+from sd35ui.core.settings import SD35_MEDIUM, GenerationSettings
 
 OURS = GenerationSettings(
     prompt="a fox, in snow: watercolor",

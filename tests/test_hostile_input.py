@@ -14,9 +14,9 @@ from gradio_client.exceptions import AppError
 from test_fuzz import Api
 from test_reliability import ARGS, serve
 
-from sd35ui import history, sheet, storage
-from sd35ui.settings import GenerationSettings, check_flag
-from sd35ui.ui_compare import escape_markdown, sheet_spec_from_ui
+from sd35ui.app.compare_tab import escape_markdown, sheet_spec_from_ui
+from sd35ui.core import history, sheet, storage
+from sd35ui.core.settings import GenerationSettings, check_flag
 
 
 def replace_with_file(folder) -> None:

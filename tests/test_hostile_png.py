@@ -19,7 +19,7 @@ import pytest
 from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 
-from sd35ui import history, metadata
+from sd35ui.core import history, metadata
 
 SKIP = {"__type__": "update"}  # what /load_settings returns for an input it leaves unchanged
 GENERIC = "has raised an exception"  # Gradio's words for a crash
@@ -211,7 +211,7 @@ def test_hostile_settings_are_answered_while_history_is_served(client, corpus):
 
 PEAK_MEMORY = """
 import resource, sys
-from sd35ui import history
+from sd35ui.core import history
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 loaded = history.load_settings(sys.argv[1])
 print(loaded.values["seed"], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)

@@ -16,7 +16,7 @@ pytest.importorskip("mcp", reason='launch(mcp_server=True) needs the mcp package
 
 @pytest.fixture(scope="module")
 def mcp_app(tmp_path_factory, tiny_options):
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
 
     config = AppConfig(load=tiny_options, outputs=tmp_path_factory.mktemp("mcp-outputs"))
     app = create_app(config)

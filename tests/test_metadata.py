@@ -6,8 +6,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from sd35ui import metadata, storage
-from sd35ui.settings import GenerationSettings
+from sd35ui.core import metadata, storage
+from sd35ui.core.settings import GenerationSettings
 
 SETTINGS = GenerationSettings(
     prompt="a fox, in snow: watercolor\nsecond line",

@@ -5,8 +5,8 @@ import hashlib
 import pytest
 import torch
 
-from sd35ui import pipeline
-from sd35ui.pipeline import (
+from sd35ui.core import pipeline
+from sd35ui.core.pipeline import (
     GatedModelError,
     LoadOptions,
     MissingDependencyError,
@@ -16,7 +16,7 @@ from sd35ui.pipeline import (
     check_options,
     load_pipeline,
 )
-from sd35ui.tiny import TINY_SEED, ensure_tiny_model, tiny_components
+from sd35ui.models.tiny import TINY_SEED, ensure_tiny_model, tiny_components
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="tests the messages shown without CUDA")
 
@@ -45,7 +45,7 @@ def test_tiny_weights_are_the_same_on_every_build():
 
 
 def test_every_tiny_word_is_one_token(tiny_pipe):
-    from sd35ui.tiny import WORDS
+    from sd35ui.models.tiny import WORDS
 
     for word in WORDS:
         assert len(tiny_pipe.tokenizer.tokenize(word)) == 1, word
@@ -137,8 +137,8 @@ def test_t5_in_4bit_loads_and_encodes_on_cpu(tiny_pipe):
 def test_t5_dropped(tiny_pipe):
     pipe = load_pipeline(LoadOptions(model="tiny-random", t5="drop"))
     assert pipe.text_encoder_3 is None
-    from sd35ui.generate import generate
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core.generate import generate
+    from sd35ui.core.settings import GenerationSettings
 
     result = generate(pipe, GenerationSettings(prompt="a red circle", steps=2, width=64, height=64, seed=1))
     assert result.image.size == (64, 64)

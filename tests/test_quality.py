@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sd35ui import adherence, shapes
+from sd35ui.models import adherence, shapes
 
 pytestmark = pytest.mark.slow
 
@@ -39,8 +39,8 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def shapes_pipe(one_thread):
-    from sd35ui.pipeline import LoadOptions, get_pipeline
-    from sd35ui.tiny import shipped_model_path, tiny_model_info
+    from sd35ui.core.pipeline import LoadOptions, get_pipeline
+    from sd35ui.models.tiny import shipped_model_path, tiny_model_info
 
     if shipped_model_path("tiny") is None:
         pytest.skip("the trained model is not in sd35ui/models/tiny-shapes")
@@ -53,8 +53,8 @@ def shapes_pipe(one_thread):
 def measure(pipe, steps: int, guidance: float, empty_prompt: bool = False) -> dict[str, float]:
     """Mean adherence, share of pixels in the asked shape colour and purity over the fixed prompts x seeds
     (memoized: tests share settings)."""
-    from sd35ui.generate import generate
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core.generate import generate
+    from sd35ui.core.settings import GenerationSettings
 
     key = (steps, guidance, empty_prompt)
     if key not in _measured:
@@ -75,7 +75,7 @@ def measure(pipe, steps: int, guidance: float, empty_prompt: bool = False) -> di
 
 
 def test_adherence_is_high_at_the_defaults(shapes_pipe):
-    from sd35ui.tiny import tiny_model_info
+    from sd35ui.models.tiny import tiny_model_info
 
     result = measure(shapes_pipe, tiny_model_info("tiny")["default_steps"], 4.5)
     # measured (10 steps, guidance 4.5): background 1.00, colour 1.00, shape 1.00, purity 0.93
@@ -108,8 +108,8 @@ def test_the_prompt_decides_the_picture(shapes_pipe):
 
 
 def test_same_seed_same_pixels(shapes_pipe):
-    from sd35ui.generate import generate
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core.generate import generate
+    from sd35ui.core.settings import GenerationSettings
 
     settings = GenerationSettings(prompt=shapes.PROMPTS[0], steps=4, guidance=4.5, width=64, height=64, seed=7)
     first, second = generate(shapes_pipe, settings).image, generate(shapes_pipe, settings).image

@@ -17,7 +17,7 @@ import pytest
 from docs_support import code_blocks, shell_commands
 from PIL import Image
 
-from sd35ui import metadata
+from sd35ui.core import metadata
 
 DOCUMENTED_URL = "http://127.0.0.1:7860/"
 SMALL = {"steps": 4, "width": 64, "height": 64}

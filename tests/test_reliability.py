@@ -23,8 +23,8 @@ from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 from PIL import Image
 
-from sd35ui import history, metadata
-from sd35ui.pipeline import LoadOptions, get_pipeline, load_pipeline
+from sd35ui.core import history, metadata
+from sd35ui.core.pipeline import LoadOptions, get_pipeline, load_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = dict(
@@ -37,7 +37,7 @@ ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 @contextmanager
 def serve(tmp_path: Path, auth=None, **config_values):
     """A fresh app on the tiny model with its own outputs folder, on a free loopback port."""
-    from sd35ui.ui import AppConfig, create_app, launch
+    from sd35ui.app.ui import AppConfig, create_app, launch
 
     config = AppConfig(load=LoadOptions(model="tiny-random"), outputs=tmp_path / "outputs", **config_values)
     app = create_app(config)
@@ -75,8 +75,8 @@ WRITER = textwrap.dedent(
     import os, sys, time
     from pathlib import Path
     from PIL import Image
-    from sd35ui import metadata, storage
-    from sd35ui.settings import GenerationSettings
+    from sd35ui.core import metadata, storage
+    from sd35ui.core.settings import GenerationSettings
 
     mode, target = sys.argv[1], Path(sys.argv[2])
     if mode == "block":  # stop between writing the bytes and renaming them into place
@@ -351,7 +351,7 @@ def test_a_model_that_cannot_be_found_at_startup_exits_with_a_clear_message():
 @pytest.fixture()
 def model_copy(tmp_path, tiny_options):
     """A copy of the tiny model folder on disk, to damage."""
-    from sd35ui.tiny import tiny_model_path
+    from sd35ui.models.tiny import tiny_model_path
 
     folder = tmp_path / "model"
     shutil.copytree(tiny_model_path(tiny_options.model), folder)
@@ -500,21 +500,21 @@ def test_only_the_outputs_folder_is_served_and_traversal_is_refused(app_server, 
     ],
 )
 def test_auth_is_parsed_from_user_colon_password(value, expected):
-    from sd35ui.access import parse_auth
+    from sd35ui.app.access import parse_auth
 
     assert parse_auth(value) == expected
 
 
 @pytest.mark.parametrize("value", ["alice", ":s3cret", "alice:", "a:b\nc", "a:" + "x" * 300])
 def test_bad_auth_values_are_refused_with_the_expected_form(value):
-    from sd35ui.access import parse_auth
+    from sd35ui.app.access import parse_auth
 
     with pytest.raises(ValueError, match="--auth"):
         parse_auth(value)
 
 
 def test_auth_comes_from_the_flag_or_the_environment_and_the_host_defaults_to_this_machine():
-    from sd35ui.access import AUTH_ENV, auth_from, default_host
+    from sd35ui.app.access import AUTH_ENV, auth_from, default_host
 
     assert auth_from(None, {AUTH_ENV: "bob:pw"}) == ("bob", "pw")
     assert auth_from("alice:x", {AUTH_ENV: "bob:pw"}) == ("alice", "x")
@@ -525,7 +525,7 @@ def test_auth_comes_from_the_flag_or_the_environment_and_the_host_defaults_to_th
 
 
 def test_exposing_the_app_without_a_login_is_warned_about():
-    from sd35ui.access import exposure_warnings
+    from sd35ui.app.access import exposure_warnings
 
     assert exposure_warnings("127.0.0.1", share=False, auth=None) == []
     assert exposure_warnings("0.0.0.0", share=True, auth=("a", "b")) == []

@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from sd35ui.settings import (
+from sd35ui.core.settings import (
     GUIDANCE_PRESETS,
     MAX_SEED,
     RANGES,

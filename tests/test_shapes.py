@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sd35ui import adherence, shapes
+from sd35ui.models import adherence, shapes
 
 
 def test_dataset_is_a_pure_function_of_seed_and_step():
@@ -34,7 +34,7 @@ def test_parse_caption_rejects_what_the_model_was_not_trained_on(text):
 
 
 def test_every_caption_word_is_one_token_of_both_tokenizers(tmp_path):
-    from sd35ui.tiny import build_clip_tokenizer, build_t5_tokenizer
+    from sd35ui.models.tiny import build_clip_tokenizer, build_t5_tokenizer
 
     clip = build_clip_tokenizer(tmp_path, shapes.VOCABULARY, max_length=16)
     t5 = build_t5_tokenizer(shapes.VOCABULARY)
@@ -48,7 +48,7 @@ def test_every_caption_word_is_one_token_of_both_tokenizers(tmp_path):
 
 
 def test_shipped_model_tokenizes_captions_word_by_word():
-    from sd35ui.tiny import shipped_model_path
+    from sd35ui.models.tiny import shipped_model_path
 
     folder = shipped_model_path("tiny")
     if folder is None:
@@ -103,11 +103,11 @@ def test_metric_rejects_non_rgb_arrays():
 
 
 def test_training_builds_the_architecture_that_ships(tmp_path):
-    """`python -m sd35ui.train` starts from the same shapes as the shipped model, so a retrain can replace it."""
+    """`python -m sd35ui.models.train` starts from the shapes of the shipped model, so a retrain can replace it."""
     from diffusers import StableDiffusion3Pipeline
 
-    from sd35ui.tiny import shipped_model_path
-    from sd35ui.train import Recipe, build_components
+    from sd35ui.models.tiny import shipped_model_path
+    from sd35ui.models.train import Recipe, build_components
 
     fresh = build_components(Recipe(), tmp_path)
     shipped = StableDiffusion3Pipeline.from_pretrained(str(shipped_model_path("tiny")))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from sd35ui import sheet
-from sd35ui.settings import GenerationSettings
+from sd35ui.core import sheet
+from sd35ui.core.settings import GenerationSettings
 
 
 @pytest.mark.parametrize(
@@ -176,7 +176,7 @@ def test_guard_refuses_too_many_pixels():
 
 
 def test_estimate_from_the_first_timed_cell():
-    from sd35ui.generate import GenerationResult
+    from sd35ui.core.generate import GenerationResult
 
     cells = sheet.plan_sheet(sheet.make_spec(BASE, "guidance", "1, 4.5", "steps", "10, 20"))
     assert sheet.estimate_seconds(cells, []) is None

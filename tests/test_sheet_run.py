@@ -13,9 +13,9 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sd35ui import generate, metadata, sheet  # noqa: E402
-from sd35ui.pipeline import LoadOptions, get_pipeline, model_spec  # noqa: E402
-from sd35ui.settings import GenerationSettings  # noqa: E402
+from sd35ui.core import generate, metadata, sheet  # noqa: E402
+from sd35ui.core.pipeline import LoadOptions, get_pipeline, model_spec  # noqa: E402
+from sd35ui.core.settings import GenerationSettings  # noqa: E402
 
 TINY = model_spec("tiny-random")
 BASE = GenerationSettings(prompt="a red fox", width=64, height=64, steps=3, guidance=4.5, seed=11)

@@ -1,4 +1,4 @@
-"""`python -m sd35ui.train --resume`: a run cut short and resumed ends with the weights of one that ran straight
+"""`python -m sd35ui.models.train --resume`: a run cut short and resumed ends with the weights of one that ran straight
 through, and the resumed run goes on from its checkpoint instead of starting again."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import re
 
 import torch
 
-from sd35ui import train
+from sd35ui.models import train
 
 # a few steps of every phase on tiny batches: seconds, not the real recipe's half hour
 SHORT = ["--vae-steps", "2", "--vae-batch", "2", "--clip-steps", "2", "--clip-batch", "4", "--batch", "2"]

@@ -1,6 +1,6 @@
 """The History tab: every saved result, newest first, from the outputs folder (so it survives restarts); open one
 large with its settings and send them to the Generate tab, or drop any PNG (ours or A1111-style) to load its
-settings. Layout and wiring only: listing, thumbnails and reading settings live in `sd35ui.history`.
+settings. Layout and wiring only: listing, thumbnails and reading settings live in `sd35ui.core.history`.
 """
 
 from __future__ import annotations
@@ -10,9 +10,9 @@ from typing import Any
 
 import gradio as gr
 
-from sd35ui import history
-from sd35ui.pipeline import model_spec
-from sd35ui.settings import ModelSpec
+from sd35ui.core import history
+from sd35ui.core.pipeline import model_spec
+from sd35ui.core.settings import ModelSpec
 
 HELP = """Every image and contact sheet is saved in the outputs folder as it is made, with its settings inside the
 PNG. Click one to see it large, then **Send to Generate** to make it again or vary it. Drop a PNG saved by sd35ui or

@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from sd35ui.settings import GenerationSettings
+from sd35ui.core.settings import GenerationSettings
 
 PARAMETERS_KEY = "parameters"  # A1111's key, read by image hosts, ComfyUI, InvokeAI and others
 JSON_KEY = "sd35ui"  # our exact, machine-readable settings

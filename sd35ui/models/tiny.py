@@ -17,12 +17,10 @@ import string
 from pathlib import Path
 from typing import Any
 
-from sd35ui.settings import ModelSpec
-
 TINY_SEED = 20260101
 TINY_SIZE = 64  # pixels; the VAE halves it to 32 latent pixels = 16 x 16 patches
 TINY_NAME = "tiny-random"
-SHIPPED_DIR = Path(__file__).parent / "models" / "tiny-shapes"  # trained by `python -m sd35ui.train`; see RECIPE.md
+SHIPPED_DIR = Path(__file__).parent / "tiny-shapes"  # trained by `python -m sd35ui.models.train`; see RECIPE.md
 MODEL_INFO = "sd35ui_model.json"  # what a built-in model declares: sizes, T5 length, defaults, banner
 
 # Words that become single tokens; anything else still tokenizes, as pieces.
@@ -102,7 +100,7 @@ def build_t5_tokenizer(words: tuple[str, ...] | list[str] = tuple(WORDS), max_le
 
 def text_encoder_configs(clip_tokenizer: Any, t5_tokenizer: Any, clip_max_length: int = 77) -> tuple[Any, Any]:
     """The tiny text encoders' configs (two CLIPs, hidden 32, pooled 32 + 32 = 64; a T5 of d_model 64), shared by the
-    random model and the trained one (sd35ui.train)."""
+    random model and the trained one (sd35ui.models.train)."""
     from transformers import CLIPTextConfig, T5Config
 
     clip = CLIPTextConfig(
@@ -201,21 +199,6 @@ def tiny_model_info(name: str = "tiny") -> dict[str, Any]:
     folder = shipped_model_path(name)
     info = folder / MODEL_INFO if folder is not None else None
     return json.loads(info.read_text()) if info is not None and info.is_file() else {}
-
-
-def tiny_spec(model: str = "tiny") -> ModelSpec:
-    """Size limits of the built-in tiny models (trained at 64 px; larger sizes run, with unknown quality)."""
-    info = tiny_model_info(model)
-    return ModelSpec(
-        name=model,
-        default_size=int(info.get("default_size", TINY_SIZE)),
-        max_size=int(info.get("max_size", 256)),
-        min_size=int(info.get("min_size", 32)),
-        default_steps=int(info.get("default_steps", 40)),
-        examples=tuple(info.get("example_prompts", ("a red circle on a blue background",))),
-        # the trained model is sharp by 10 steps: show where steps and guidance still make a difference
-        sheet_axes=tuple(info.get("sheet_axes", ("Guidance", "1, 3, 4.5, 7", "Steps", "2, 5, 10, 20"))),
-    )
 
 
 def shipped_model_path(name: str = "tiny") -> Path | None:

@@ -1,6 +1,7 @@
 """The Compare tab: steps x guidance contact sheets that fill in as cells finish, and a side-by-side view.
 
-Layout and wiring only: parsing, planning and running a sheet live in `sd35ui.sheet`, drawing it in `sd35ui.grid`.
+Layout and wiring only: parsing, planning and running a sheet live in `sd35ui.core.sheet`, drawing it in
+`sd35ui.core.grid`.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from sd35ui import sheet, storage, zerogpu
-from sd35ui.generate import GenerationOutOfMemory
-from sd35ui.pipeline import get_pipeline
-from sd35ui.settings import RANGES, GenerationSettings
+from sd35ui.app import zerogpu
+from sd35ui.core import sheet, storage
+from sd35ui.core.generate import GenerationOutOfMemory
+from sd35ui.core.pipeline import get_pipeline
+from sd35ui.core.settings import RANGES, GenerationSettings
 
 HELP = f"""Values: {sheet.FORMAT_HELP}. **Prompt S/R**: the first value is text to find in the prompt, each value
 replaces it (`fox, cat, owl`). The seed is fixed for the whole sheet (-1 draws one at random) unless Seed is an

@@ -2,8 +2,8 @@
 when it is exposed beyond this machine without a password. Pure Python: no gradio.
 
 Gradio checks the password on every page, API and file route (`login_check`) and compares it in constant time;
-sd35ui.ui adds a gate in front of every route (MCP, /openapi.json, cancel, ... included) and `LoginLimiter` here, which
-refuses logins from an address after repeated failures.
+sd35ui.app.ui adds a gate in front of every route (MCP, /openapi.json, cancel, ... included) and `LoginLimiter`
+here, which refuses logins from an address after repeated failures.
 """
 
 from __future__ import annotations

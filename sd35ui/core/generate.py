@@ -16,7 +16,7 @@ from typing import Any
 
 from PIL import Image
 
-from sd35ui.settings import GenerationSettings
+from sd35ui.core.settings import GenerationSettings
 
 StepCallback = Callable[[int, int], None]  # (steps done, total steps)
 PROMPT_CACHE_SIZE = 32
@@ -191,7 +191,7 @@ def generate(
     """Make one image. `settings` should be validated; a missing seed is drawn here and reported in the result."""
     import torch
 
-    from sd35ui.pipeline import free_memory
+    from sd35ui.core.pipeline import free_memory
 
     settings = settings.with_seed()
     start = time.perf_counter()

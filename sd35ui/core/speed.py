@@ -11,7 +11,7 @@ import functools
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from sd35ui.zerogpu import on_zerogpu  # the one ZeroGPU check; compile is refused there
+from sd35ui.core.env import on_zerogpu  # the one ZeroGPU check; compile is refused there
 
 Compile = Literal["none", "regional", "full"]
 Attention = Literal["default", "cudnn", "flash", "efficient", "math"]

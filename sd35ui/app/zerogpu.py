@@ -9,9 +9,10 @@ On a ZeroGPU Space each call of a `spaces.GPU` function borrows a GPU slice (an 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
+
+from sd35ui.core.env import on_space, on_zerogpu  # noqa: F401  (part of this module's interface)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,26 +26,6 @@ ATTENTION_SHARE = 0.5
 OVERHEAD_S = 10.0  # per call: moving the pipeline onto the slice, text encoding, VAE decoding, saving the PNG
 MIN_DURATION_S = 15  # never ask for less: the overhead alone varies by seconds
 MAX_DURATION_S = 120  # never ask for more: long requests wait longest in the ZeroGPU queue and burn user quota
-
-
-def on_space() -> bool:
-    """True inside a Hugging Face Space (which sets SPACE_ID to "owner/name")."""
-    return bool(os.environ.get("SPACE_ID"))
-
-
-def on_zerogpu() -> bool:
-    """True on a ZeroGPU Space with the `spaces` package installed. There CUDA exists only inside `gpu()`
-    functions, and torch.compile must not be used (each call may land on another GPU slice).
-
-    Call it before the pipeline is loaded: on ZeroGPU it imports `spaces`, which must patch torch before anything
-    touches CUDA (then `.to("cuda")` at start-up is deferred to the first `gpu()` call)."""
-    if not on_space():
-        return False
-    try:
-        from spaces.config import Config
-    except ImportError:
-        return False
-    return bool(Config.zero_gpu)
 
 
 def gpu(duration_fn: Callable[..., float]) -> Callable[[F], F]:
@@ -111,7 +92,7 @@ def sheet_duration(
 ) -> int:
     """`duration` for the /contact_sheet handler: the steps of every cell (a Steps axis counts its own values).
     Input that does not parse asks for the floor; validation then rejects it at once."""
-    from sd35ui import sheet
+    from sd35ui.core import sheet
 
     try:
         axes = [sheet.parse_axis(x_axis, x_values, "X")]

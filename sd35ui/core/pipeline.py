@@ -16,11 +16,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from sd35ui.settings import SD35_MEDIUM, ModelSpec
+from sd35ui.core.settings import SD35_MEDIUM, ModelSpec
 
 DEFAULT_MODEL = SD35_MEDIUM.name
 TINY_MODELS = ("tiny", "tiny-random")
-FULLSIZE_PREFIX = "fullsize-random"  # the real SD3.5 Medium architecture with random weights (sd35ui.fullsize)
+FULLSIZE_PREFIX = "fullsize-random"  # the real SD3.5 Medium architecture with random weights (sd35ui.models.fullsize)
 NF4_MIN_GIB_FOR_FULL = 24  # below this much GPU memory, "auto" picks nf4 + model offload (model card recipe)
 
 Quant = Literal["auto", "nf4", "none"]
@@ -63,7 +63,7 @@ class LoadOptions:
     dtype: str = "auto"  # bfloat16 on CUDA, float32 on CPU
     allow_cpu: bool = False  # run a full-size model on the CPU (very slow; refused unless asked for)
     device: str = "auto"
-    compile: str = "none"  # torch.compile of the transformer: none, regional (each block) or full (sd35ui.speed)
+    compile: str = "none"  # torch.compile of the transformer: none, regional (each block) or full (sd35ui.core.speed)
     offload_text_encoders: bool = False  # keep T5 and the CLIPs in CPU memory, streamed to the GPU for new prompts
 
     @property
@@ -102,17 +102,33 @@ def gpu_memory_gib() -> float:
 def model_spec(model: str) -> ModelSpec:
     """The size limits of a model: the tiny model's own, SD3.5 Medium's for everything else."""
     if model in TINY_MODELS:
-        from sd35ui.tiny import tiny_spec
-
         return tiny_spec(model)
     return SD35_MEDIUM
+
+
+def tiny_spec(model: str = "tiny") -> ModelSpec:
+    """Size limits of the built-in tiny models, from the model's own info file (trained at 64 px; larger sizes run,
+    with unknown quality)."""
+    from sd35ui.models.tiny import TINY_SIZE, tiny_model_info
+
+    info = tiny_model_info(model)
+    return ModelSpec(
+        name=model,
+        default_size=int(info.get("default_size", TINY_SIZE)),
+        max_size=int(info.get("max_size", 256)),
+        min_size=int(info.get("min_size", 32)),
+        default_steps=int(info.get("default_steps", 40)),
+        examples=tuple(info.get("example_prompts", ("a red circle on a blue background",))),
+        # the trained model is sharp by 10 steps: show where steps and guidance still make a difference
+        sheet_axes=tuple(info.get("sheet_axes", ("Guidance", "1, 3, 4.5, 7", "Steps", "2, 5, 10, 20"))),
+    )
 
 
 def model_banner(options: LoadOptions) -> str | None:
     """A warning for the page and the log when the model is not SD3.5 on a GPU, else None."""
     options = options.resolve()
     if options.is_tiny:
-        from sd35ui.tiny import tiny_banner
+        from sd35ui.models.tiny import tiny_banner
 
         return tiny_banner(options.model)
     if options.is_fullsize_random:
@@ -168,7 +184,7 @@ def check_options(options: LoadOptions) -> None:
             "NVIDIA GPU, use the built-in tiny demo model (--model tiny), or pass --allow-cpu to insist."
         )
     if options.is_fullsize_random:
-        from sd35ui.fullsize import SHAPES
+        from sd35ui.models.fullsize import SHAPES
 
         shape = options.model.removeprefix(FULLSIZE_PREFIX).lstrip("-") or "full"
         if shape not in SHAPES:
@@ -275,7 +291,7 @@ def load_pipeline(options: LoadOptions) -> Any:
 
     dtype = getattr(torch, options.dtype)
     if options.is_fullsize_random:
-        from sd35ui.fullsize import build_pipeline
+        from sd35ui.models.fullsize import build_pipeline
 
         shape = options.model.removeprefix(FULLSIZE_PREFIX).lstrip("-") or "full"
         pipe = build_pipeline(shape, device=options.device, dtype=dtype)
@@ -283,7 +299,7 @@ def load_pipeline(options: LoadOptions) -> Any:
         return _apply_speed(pipe, options)
     path = options.model
     if options.is_tiny:
-        from sd35ui.tiny import tiny_model_path
+        from sd35ui.models.tiny import tiny_model_path
 
         path = str(tiny_model_path(options.model))
     elif _looks_local(path):
@@ -333,7 +349,7 @@ def load_pipeline(options: LoadOptions) -> Any:
         raise
     pipe.set_progress_bar_config(disable=True)
     if options.is_tiny:  # read as many T5 tokens as the built-in model was trained with (SD3.5: 256)
-        from sd35ui.tiny import tiny_model_info
+        from sd35ui.models.tiny import tiny_model_info
 
         pipe.sd35ui_max_sequence_length = int(tiny_model_info(options.model).get("max_sequence_length", 256))
     if options.offload == "model":
@@ -344,7 +360,7 @@ def load_pipeline(options: LoadOptions) -> Any:
         pipe.to(options.device)
     else:  # quantized modules are placed by bitsandbytes; move the rest
         names = ("transformer", "vae", "text_encoder", "text_encoder_2", "text_encoder_3")
-        for name in names[:2] if options.offload_text_encoders else names:  # sd35ui.speed streams the encoders
+        for name in names[:2] if options.offload_text_encoders else names:  # sd35ui.core.speed streams the encoders
             module = getattr(pipe, name, None)
             if module is not None and not getattr(module, "is_loaded_in_4bit", False):
                 module.to(options.device)
@@ -355,7 +371,7 @@ def load_pipeline(options: LoadOptions) -> Any:
 
 def _apply_speed(pipe: Any, options: LoadOptions) -> Any:
     if options.compile != "none" or options.offload_text_encoders:
-        from sd35ui.speed import apply_speed_options
+        from sd35ui.core.speed import apply_speed_options
 
         try:
             apply_speed_options(pipe, compile=options.compile, offload_text_encoders=options.offload_text_encoders)

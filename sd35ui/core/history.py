@@ -23,8 +23,8 @@ from typing import Any, BinaryIO
 
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
-from sd35ui import metadata, storage
-from sd35ui.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec
+from sd35ui.core import metadata, storage
+from sd35ui.core.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec
 
 PAGE_SIZE = 48  # gallery items per page: 8 rows of 6 thumbnails
 THUMBS_DIR = ".thumbs"  # inside the outputs folder; hidden, so never listed as a result

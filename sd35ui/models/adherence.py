@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sd35ui.shapes import COLOURS, PALETTE, SHAPES
+from sd35ui.models.shapes import COLOURS, PALETTE, SHAPES
 
 BORDER = 3  # pixels: the shape never reaches this close to the edge (centre 32 +- 3 jitter, half-size <= 20)
 CENTRE = 12  # half-width of the centre box that holds the shape's interior (a triangle is 14+ px wide mid-height)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from sd35ui.pipeline import DEFAULT_MODEL, LoadOptions
+from sd35ui.core.pipeline import DEFAULT_MODEL, LoadOptions
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:

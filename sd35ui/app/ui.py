@@ -13,10 +13,13 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
-from sd35ui import metadata, storage, zerogpu
-from sd35ui.generate import GenerationOutOfMemory, GenerationResult, GenerationStopped, generate
-from sd35ui.pipeline import LoadOptions, PipelineError, get_pipeline, model_banner, model_spec
-from sd35ui.settings import (
+from sd35ui.app import zerogpu
+from sd35ui.app.compare_tab import build_compare_tab
+from sd35ui.app.history_tab import build_history_tab
+from sd35ui.core import metadata, storage
+from sd35ui.core.generate import GenerationOutOfMemory, GenerationResult, GenerationStopped, generate
+from sd35ui.core.pipeline import LoadOptions, PipelineError, get_pipeline, model_banner, model_spec
+from sd35ui.core.settings import (
     GUIDANCE_PRESETS,
     RANGES,
     STEP_PRESETS,
@@ -25,8 +28,6 @@ from sd35ui.settings import (
     Range,
     check_flag,
 )
-from sd35ui.ui_compare import build_compare_tab
-from sd35ui.ui_history import build_history_tab
 
 HELP = """
 **Steps**: how many denoising steps. Fewer are faster and rougher (20 for a quick draft); 40 is the standard;
@@ -392,7 +393,7 @@ def _matching_preset(table: dict[str, float], value: Any) -> str | None:
 
 
 def _loaded(options: LoadOptions) -> bool:
-    from sd35ui.pipeline import is_loaded
+    from sd35ui.core.pipeline import is_loaded
 
     return is_loaded(options)
 
@@ -444,7 +445,7 @@ def launch(
     `access.LoginLimiter()`: 5 failures a minute)."""
     from starlette.middleware import Middleware
 
-    from sd35ui.access import LoginLimiter
+    from sd35ui.app.access import LoginLimiter
 
     config.outputs.mkdir(parents=True, exist_ok=True)
     app.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
@@ -691,7 +692,7 @@ class AccessGate:
     async def _login(self, address: str, scope: Any, receive: Any, send: Any) -> None:
         from starlette.responses import JSONResponse
 
-        from sd35ui.access import too_many_logins_message
+        from sd35ui.app.access import too_many_logins_message
 
         wait = self.limiter.retry_after(address)
         if wait > 0:

@@ -3,7 +3,7 @@
 One sheet = base settings + an X axis and an optional Y axis, each one of Steps, Guidance, Seed or Prompt S/R.
 Every cell is the image `generate.generate` makes for the same settings (pixel for pixel, unless `batch=True`);
 each distinct prompt is encoded once per sheet, and cells are decoded and reported as they finish. The picture
-itself is drawn by `sd35ui.grid` (pure PIL).
+itself is drawn by `sd35ui.core.grid` (pure PIL).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from sd35ui import generate, grid, metadata, storage
-from sd35ui.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec, _number, check_prompt
+from sd35ui.core import generate, grid, metadata, storage
+from sd35ui.core.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec, _number, check_prompt
 
 MAX_CELLS = 64  # an 8 x 8 sheet: about 2 hours of SD3.5 Medium at 40 steps on a mid-range GPU, 1 minute on an H200
 MAX_AXIS_VALUES = MAX_CELLS  # a one-axis strip may use the whole sheet
@@ -445,7 +445,7 @@ def run_sheet(
     holding the finished cells."""
     import torch
 
-    from sd35ui.pipeline import free_memory
+    from sd35ui.core.pipeline import free_memory
 
     spec = spec.resolved()
     check_sheet(spec, max_cells, max_pixels)
@@ -633,7 +633,7 @@ def title_text(spec: SheetSpec, model: str) -> str:
 
 
 def sheet_image(result: SheetResult) -> Image.Image:
-    """Draw a (possibly unfinished) sheet with `sd35ui.grid`."""
+    """Draw a (possibly unfinished) sheet with `sd35ui.core.grid`."""
     spec = result.spec
     cells: list[list[Image.Image | None]] = [[None] * spec.cols for _ in range(spec.rows)]
     captions: list[list[str | None]] = [[None] * spec.cols for _ in range(spec.rows)]

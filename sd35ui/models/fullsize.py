@@ -1,4 +1,4 @@
-"""The real SD3.5 Medium architecture with random weights: configs, a fast builder, exact FLOP and size counts.
+"""The real SD3.5 Medium architecture with random weights: configs and a fast builder.
 
 The weights of SD3.5 Medium cannot be downloaded on the machines of this project, yet speed and memory must be
 measured on its real shapes. `build_pipeline()` builds every component from the real diffusers/transformers classes
@@ -6,11 +6,10 @@ at the model's published sizes (transformer 24 layers x 1536 wide, patch 2, 16 l
 layers 0-12; CLIP-L, CLIP-G and T5-XXL at full size; the 16-channel VAE), with seeded random weights, directly on
 the target device and in the target dtype, so nothing is copied and start-up takes seconds on a GPU.
 
-`FullSizeShape` can shrink the model for CPUs (fewer layers, widths divided by 2 or 4). Everything that reports
-speed against the compute floor counts FLOPs with `transformer_flops()` for the shape actually built, so a ratio
-measured on a reduced model still means something.
+`FullSizeShape` can shrink the model for CPUs (fewer layers, widths divided by 2 or 4). The benchmarks count the
+FLOPs of the shape actually built (`bench/flops.py`), so a ratio measured on a reduced model still means something.
 
-The tokenizers are the hand-built ones of `sd35ui.tiny` (nothing comes from the hub); the text models keep their
+The tokenizers are the hand-built ones of `sd35ui.models.tiny` (nothing comes from the hub); the text models keep their
 real vocabulary sizes, so embedding tables have the real size.
 """
 
@@ -245,7 +244,7 @@ def build_components(
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler
     from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
 
-    from sd35ui.tiny import build_clip_tokenizer, build_t5_tokenizer
+    from sd35ui.models.tiny import build_clip_tokenizer, build_t5_tokenizer
 
     device, dtype = _resolve(device, dtype)
     tokenizer_dir = tokenizer_dir or Path(tempfile.mkdtemp(prefix="sd35ui-fullsize-tok-"))
@@ -289,11 +288,9 @@ def build_pipeline(
 ) -> Any:
     """A `StableDiffusion3Pipeline` of the random full-size model (or a reduced `shape`), ready on `device`.
 
-    Nothing is saved or downloaded. The pipeline carries `sd35ui_options` like one from `load_pipeline`, with
-    model "fullsize-random" (plus the shape name when reduced), and `sd35ui_shape`."""
+    Nothing is saved or downloaded. The pipeline's `name_or_path` is "fullsize-random" (plus the shape name when
+    reduced), and `sd35ui_shape` its shape. `sd35ui.core.pipeline.load_pipeline` adds the load options."""
     from diffusers import StableDiffusion3Pipeline
-
-    from sd35ui.pipeline import LoadOptions
 
     name = shape if isinstance(shape, str) else next((k for k, v in SHAPES.items() if v == shape), "custom")
     shape = shape_named(shape) if isinstance(shape, str) else shape
@@ -301,149 +298,7 @@ def build_pipeline(
     pipe = StableDiffusion3Pipeline(**build_components(shape, device, dtype, seed))
     pipe.set_progress_bar_config(disable=True)
     model = FULLSIZE_NAME if shape.is_full else f"{FULLSIZE_NAME}-{name}"
-    dtype_name = str(dtype).removeprefix("torch.")
-    pipe.sd35ui_options = LoadOptions(
-        model=model, quant="none", t5="full", offload="none", dtype=dtype_name, device=str(device), allow_cpu=True
-    )
+    pipe.register_to_config(_name_or_path=model)  # diffusers' own record of where a pipeline came from
     pipe.sd35ui_shape = shape
     pipe.sd35ui_max_sequence_length = T5_TOKENS
     return pipe
-
-
-def load_nf4_transformer(transformer: Any, folder: Path | None = None) -> Any:
-    """The same transformer with NF4 weights, loaded the way `load_pipeline` loads SD3.5 in NF4 (save, then
-    `from_pretrained` with a bitsandbytes config). Needs CUDA and bitsandbytes; the bf16 model is not freed."""
-    from diffusers import BitsAndBytesConfig, SD3Transformer2DModel
-
-    dtype = transformer.dtype
-    with tempfile.TemporaryDirectory(prefix="sd35ui-nf4-", dir=folder) as tmp:
-        transformer.save_pretrained(tmp, safe_serialization=True)
-        quantized = SD3Transformer2DModel.from_pretrained(
-            tmp,
-            quantization_config=BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-            ),
-            dtype=dtype,
-            use_safetensors=True,
-        )
-    return quantized.eval().requires_grad_(False)
-
-
-def load_4bit_t5(text_encoder_3: Any, folder: Path | None = None) -> Any:
-    """T5 with 4-bit weights, loaded as `load_pipeline` does for --t5 4bit (transformers keeps `wo` unquantized)."""
-    from transformers import BitsAndBytesConfig, T5EncoderModel
-
-    dtype = text_encoder_3.dtype
-    with tempfile.TemporaryDirectory(prefix="sd35ui-t5-4bit-", dir=folder) as tmp:
-        text_encoder_3.save_pretrained(tmp, safe_serialization=True)
-        quantized = T5EncoderModel.from_pretrained(
-            tmp,
-            quantization_config=BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-            ),
-            dtype=dtype,
-            use_safetensors=True,
-        )
-    return quantized.eval().requires_grad_(False)
-
-
-# --- exact counts ------------------------------------------------------------------------------------------------
-
-
-def text_tokens(max_sequence_length: int = T5_TOKENS) -> int:
-    """Tokens of one encoded prompt: CLIP's 77 followed by T5's."""
-    return CLIP_TOKENS + max_sequence_length
-
-
-def transformer_flops(config: Any, height: int, width: int, text_len: int = text_tokens(), batch: int = 1) -> int:
-    """FLOPs of one `SD3Transformer2DModel` forward (matrix products and attention; 2 per multiply-add), exactly as
-    torch's FlopCounterMode counts them. `config` is the model's config (or `transformer_config()`); `height` and
-    `width` are in pixels; `batch` is 2 for one guided step. Norms, activations and the scheduler are not counted:
-    they are memory work, under 1% of the FLOPs."""
-    cfg = dict(config)
-    p = cfg["patch_size"]
-    d = cfg["num_attention_heads"] * cfg["attention_head_dim"]
-    dc = cfg["caption_projection_dim"]
-    if dc != d:
-        raise ValueError("caption_projection_dim must equal the inner width for joint attention")
-    layers, dual = cfg["num_layers"], set(cfg["dual_attention_layers"])
-    n = (height // VAE_SCALE // p) * (width // VAE_SCALE // p)  # image tokens
-    t = text_len
-    per_sample = 2 * (256 * d + d * d) + 2 * (cfg["pooled_projection_dim"] * d + d * d)  # timestep + pooled MLPs
-    tokens = 2 * n * cfg["in_channels"] * p * p * d + 2 * t * cfg["joint_attention_dim"] * dc  # patchify, captions
-    for i in range(layers):
-        pre_only = i == layers - 1
-        per_sample += 2 * d * (9 * d if i in dual else 6 * d)  # adaLN of the image stream
-        per_sample += 2 * d * (2 * d if pre_only else 6 * d)  # adaLN of the text stream
-        tokens += 4 * 2 * n * d * d  # image q, k, v, out
-        tokens += (3 if pre_only else 4) * 2 * t * d * d  # text q, k, v (, out)
-        tokens += 4 * (n + t) ** 2 * d  # joint attention: QK^T and AV
-        tokens += 16 * n * d * d + (0 if pre_only else 16 * t * d * d)  # 4x MLPs
-        if i in dual:
-            tokens += 4 * 2 * n * d * d + 4 * n * n * d  # the second, image-only attention
-    per_sample += 2 * d * 2 * d  # final adaLN
-    tokens += 2 * n * d * p * p * cfg["out_channels"]  # unpatchify projection
-    return batch * (per_sample + tokens)
-
-
-def attention_flops(config: Any, height: int, width: int, text_len: int = text_tokens(), batch: int = 1) -> int:
-    """The attention (QK^T and AV) part of `transformer_flops`: the rest is matrix products by weights."""
-    cfg = dict(config)
-    p, d = cfg["patch_size"], cfg["num_attention_heads"] * cfg["attention_head_dim"]
-    n = (height // VAE_SCALE // p) * (width // VAE_SCALE // p)
-    dual = len(cfg["dual_attention_layers"])
-    return batch * (cfg["num_layers"] * 4 * (n + text_len) ** 2 * d + dual * 4 * n * n * d)
-
-
-def image_flops(config: Any, height: int, width: int, steps: int, guided: bool, text_len: int = text_tokens()) -> int:
-    """Transformer FLOPs of one image: `steps` forwards, each on a batch of 2 when guided (classifier-free)."""
-    return steps * transformer_flops(config, height, width, text_len, batch=2 if guided else 1)
-
-
-def parameter_counts(shape: FullSizeShape = SHAPES["full"]) -> dict[str, int]:
-    """Exact parameter (and buffer) element counts of each component, from models built on the meta device (no
-    memory, no time)."""
-    import torch
-    from diffusers import AutoencoderKL, SD3Transformer2DModel
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
-
-    with _building_on("meta", torch.float32):
-        models = {
-            "transformer": SD3Transformer2DModel(**transformer_config(shape)),
-            "vae": AutoencoderKL(**vae_config(shape)),
-            "text_encoder": CLIPTextModelWithProjection(CLIPTextConfig(**clip_l_config(shape))),
-            "text_encoder_2": CLIPTextModelWithProjection(CLIPTextConfig(**clip_g_config(shape))),
-            "text_encoder_3": T5EncoderModel(T5Config(**t5_config(shape))),
-        }
-    counts = {}
-    for name, model in models.items():
-        counts[name] = sum(p.numel() for p in model.parameters())
-        counts[name + "_buffers"] = sum(b.numel() for b in model.buffers())
-    return counts
-
-
-def other_flops(shape: FullSizeShape, height: int, width: int, guided: bool = True, t5_len: int = T5_TOKENS) -> dict:
-    """FLOPs of text encoding (prompt and, when guided, negative prompt through CLIP-L, CLIP-G and T5) and of one
-    VAE decode, counted by torch's FlopCounterMode on models built on the meta device (no memory, a few seconds)."""
-    import torch
-    from diffusers import AutoencoderKL
-    from torch.utils.flop_counter import FlopCounterMode
-    from transformers import CLIPTextConfig, CLIPTextModelWithProjection, T5Config, T5EncoderModel
-
-    batch = 2 if guided else 1
-    with _building_on("meta", torch.float32):
-        vae = AutoencoderKL(**vae_config(shape))
-        encoders = [
-            (CLIPTextModelWithProjection(CLIPTextConfig(**clip_l_config(shape))), CLIP_TOKENS),
-            (CLIPTextModelWithProjection(CLIPTextConfig(**clip_g_config(shape))), CLIP_TOKENS),
-            (T5EncoderModel(T5Config(**t5_config(shape))), t5_len),
-        ]
-    ids = lambda n: torch.zeros(batch, n, dtype=torch.long, device="meta")  # noqa: E731
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        for model, tokens in encoders:
-            model(ids(tokens))
-    text = counter.get_total_flops()
-    latents = torch.zeros(1, 16, height // VAE_SCALE, width // VAE_SCALE, device="meta")
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        vae.decode(latents)
-    return {"text_encode": text, "vae_decode": counter.get_total_flops()}

@@ -1,0 +1,1 @@
+"""Benchmarks of sd35ui (see bench/README.md); importable so that tests can check their counts."""
