@@ -8,17 +8,30 @@ from pathlib import Path
 from typing import Any
 
 from sd35ui.core.options import add_model_arguments, load_options
-from sd35ui.core.settings import RANGES
+from sd35ui.core.settings import PARAMS, SD35_MEDIUM, Param
 
 
 def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--prompt", required=True, help="what the image should show")
-    parser.add_argument("--negative-prompt", default="", help="what it should not show")
-    parser.add_argument("--steps", type=float, default=None, help="1-50 (default: the model's, 40 for SD3.5)")
-    parser.add_argument("--guidance", type=float, default=RANGES["guidance"].default, help="1.0-10.0 (default 4.5)")
-    parser.add_argument("--width", type=int, default=None, help="multiple of 16 (default: the model's size)")
-    parser.add_argument("--height", type=int, default=None, help="multiple of 16 (default: the model's size)")
-    parser.add_argument("--seed", type=int, default=None, help="0-2147483647 (default: random, printed)")
+    """One flag per generation setting, from the parameter table (`sd35ui.core.settings.PARAMS`)."""
+    for param in PARAMS:
+        kwargs: dict[str, Any] = {"dest": param.name, "default": None, "help": _flag_help(param)}
+        if param.kind == "text":
+            kwargs.update(required=param.required, default=None if param.required else "")
+        else:
+            kwargs["type"] = int if param.kind in ("size", "seed") else float
+        parser.add_argument(param.cli, **kwargs)
+
+
+def _flag_help(param: Param) -> str:
+    if param.kind == "text":
+        return param.help
+    if param.kind == "size":
+        return f"{param.help} (default: the model's size, {SD35_MEDIUM.default_size} for SD3.5)"
+    if param.kind == "seed":
+        return f"{param.help} (default: random, printed)"
+    assert param.range is not None
+    default = f"the model's, {SD35_MEDIUM.default_steps} for SD3.5" if param.name == "steps" else param.range.default
+    return f"{param.help}: {param.range.describe()} (default: {default})"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,16 +91,8 @@ def _settings(args: argparse.Namespace) -> tuple[Any, Any]:
 
     options = load_options(args).resolve()
     spec = model_spec(options.model)
-    settings = GenerationSettings.validated(
-        spec,
-        prompt=args.prompt,
-        negative_prompt=args.negative_prompt,
-        steps=args.steps if args.steps is not None else spec.default_steps,
-        guidance=args.guidance,
-        width=args.width if args.width is not None else spec.default_size,
-        height=args.height if args.height is not None else spec.default_size,
-        seed=args.seed,
-    )
+    given = {p.name: getattr(args, p.name) for p in PARAMS if getattr(args, p.name) is not None}
+    settings = GenerationSettings.validated(spec, **given)  # what is not given: the model's own defaults
     banner = model_banner(options)
     if banner:
         print(f"note: {banner}", file=sys.stderr)
@@ -104,7 +109,7 @@ def run_generate(args: argparse.Namespace) -> int:
     bar, on_step = _progress_bar("generating")
     with bar:
         result = generate(pipe, settings, on_step=on_step)
-    out = storage.save_png(result.image, metadata.png_info(result.settings, result.model), Path(args.out))
+    out = storage.save_png(result.image, metadata.result_png_info(result), Path(args.out))
     print(f"{out}\nseed: {result.seed}")
     return 0
 
@@ -173,7 +178,7 @@ def run_sheet(args: argparse.Namespace) -> int:
         folder = Path(args.cells_dir)
         for done in sorted(result.cells, key=lambda d: d.cell.index):
             path = folder / f"{out.stem}-r{done.cell.row + 1}c{done.cell.col + 1}.png"
-            storage.save_png(done.image, metadata.png_info(done.settings, done.result.model), path)
+            storage.save_png(done.image, metadata.result_png_info(done.result), path)
             print(path)
     print(f"seed: {sheet_spec.base.seed}")
     return 0

@@ -53,6 +53,7 @@ class GenerationResult:
     settings: GenerationSettings  # with the seed actually used
     model: str
     timings: dict[str, float] = field(default_factory=dict)  # seconds: encode, denoise, decode, total
+    recipe: dict[str, Any] = field(default_factory=dict)  # how the pipeline was loaded (sd35ui.core.pipeline.recipe)
 
     @property
     def seed(self) -> int:
@@ -191,7 +192,7 @@ def generate(
     """Make one image. `settings` should be validated; a missing seed is drawn here and reported in the result."""
     import torch
 
-    from sd35ui.core.pipeline import free_memory
+    from sd35ui.core.pipeline import free_memory, recipe
 
     settings = settings.with_seed()
     start = time.perf_counter()
@@ -215,4 +216,4 @@ def generate(
         "decode": done - denoised,
         "total": done - start,
     }
-    return GenerationResult(image=image, settings=settings, model=model_name(pipe), timings=timings)
+    return GenerationResult(image, settings, model_name(pipe), timings, recipe(pipe))

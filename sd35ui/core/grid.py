@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -193,28 +194,20 @@ def compose(
 
     `swap` exchanges rows and columns (and their labels); a single row or column makes a strip labelled on one side.
     `legend=False` leaves out the labels and the title."""
-    grid = [list(row) for row in cells]
-    if not grid or not grid[0]:
-        raise ValueError("A sheet needs at least one cell.")
-    if any(len(row) != len(grid[0]) for row in grid):
-        raise ValueError("Every row of a sheet must have the same number of cells.")
+    grid = _checked_grid(cells)
     caption_grid = [list(row) for row in captions] if captions is not None else None
     if swap:
-        grid = [list(col) for col in zip(*grid)]
-        caption_grid = [list(col) for col in zip(*caption_grid)] if caption_grid is not None else None
+        grid = _transposed(grid)
+        caption_grid = _transposed(caption_grid) if caption_grid is not None else None
         col_labels, row_labels = row_labels, col_labels
     if not legend:
         col_labels = row_labels = None
         title = ""
     if cell_size is None:
-        made = [cell for row in grid for cell in row if cell is not None]
-        if not made:
-            raise ValueError("No cell was made, so there is nothing to draw; pass cell_size to draw an empty sheet.")
-        cell_size = made[0].size
-    rows, cols = len(grid), len(grid[0])
+        cell_size = _first_cell_size(grid)
     box = layout(
-        rows,
-        cols,
+        len(grid),
+        len(grid[0]),
         cell_size,
         col_labels,
         row_labels,
@@ -225,6 +218,41 @@ def compose(
     )
     sheet = Image.new("RGB", (box.width, box.height), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
+    _draw_legend(draw, box, title, col_labels, row_labels)
+    _draw_cells(sheet, draw, box, grid, caption_grid, cell_size)
+    return sheet
+
+
+def _checked_grid(cells: Sequence[Sequence[Image.Image | None]]) -> list[list[Image.Image | None]]:
+    """`cells` as a list of rows, or a ValueError when there is no cell or the rows differ in length."""
+    grid = [list(row) for row in cells]
+    if not grid or not grid[0]:
+        raise ValueError("A sheet needs at least one cell.")
+    if any(len(row) != len(grid[0]) for row in grid):
+        raise ValueError("Every row of a sheet must have the same number of cells.")
+    return grid
+
+
+def _transposed(grid: Sequence[Sequence[Any]]) -> list[list[Any]]:
+    return [list(col) for col in zip(*grid)]
+
+
+def _first_cell_size(grid: list[list[Image.Image | None]]) -> tuple[int, int]:
+    """The size of the first cell that was made (every cell must have it)."""
+    made = [cell for row in grid for cell in row if cell is not None]
+    if not made:
+        raise ValueError("No cell was made, so there is nothing to draw; pass cell_size to draw an empty sheet.")
+    return made[0].size
+
+
+def _draw_legend(
+    draw: ImageDraw.ImageDraw,
+    box: Layout,
+    title: str,
+    col_labels: Sequence[str] | None,
+    row_labels: Sequence[str] | None,
+) -> None:
+    """The title band, the column labels above the first row and the row labels left of the first column."""
     f = font(box.font_size)
     pad = _pad(box.font_size)
     if box.title_h:
@@ -240,6 +268,17 @@ def compose(
             _, y0, _, y1 = box.cell_box(row, 0)
             lines = _row_label_lines(label, f, box.left_w - 2 * pad, box.cell_h)
             _draw_centred(draw, lines, f, (pad, y0, box.left_w - pad, y1), TEXT)
+
+
+def _draw_cells(
+    sheet: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    box: Layout,
+    grid: list[list[Image.Image | None]],
+    caption_grid: list[list[str | None]] | None,
+    cell_size: tuple[int, int],
+) -> None:
+    """Paste every cell (enlarged by `box.scale`, grey with "not made" where None) with its caption under it."""
     caption_font = font(_caption_size(box.font_size))
     for r, row in enumerate(grid):
         for c, cell in enumerate(row):
@@ -258,4 +297,3 @@ def compose(
             if caption:
                 lines = wrap(caption, caption_font, box.cell_w, 1)
                 _draw_centred(draw, lines, caption_font, box.caption_box(r, c), CAPTION_TEXT)
-    return sheet

@@ -24,15 +24,20 @@ from typing import Any, BinaryIO
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from sd35ui.core import metadata, storage
-from sd35ui.core.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec
+from sd35ui.core.settings import GENERATE_KEYS, PARAM, SD35_MEDIUM, GenerationSettings, ModelSpec
 
 PAGE_SIZE = 48  # gallery items per page: 8 rows of 6 thumbnails
 THUMBS_DIR = ".thumbs"  # inside the outputs folder; hidden, so never listed as a result
 THUMB_SIZE = 256  # pixels on the long side: a 1024x1024 PNG of 1.5 MB becomes a WebP of about 10 kB
 TEMP_PREFIX = ".tmp-"  # storage.atomic_write_bytes writes here first
 STALE_TEMP_S = 3600  # a temporary file this old belongs to a writer that crashed or was killed
-MAX_PNG_BYTES = 64 * 2**20  # a dropped PNG: an 8 x 8 contact sheet of 1024x1024 cells is about 100 MB raw RGB,
-MAX_PNG_PIXELS = 80 * 2**20  # but well under 64 MB as PNG; more is not an image we made, so it is not decoded
+# A PNG from anyone: over MAX_PNG_BYTES it is not opened (read_metadata); over MAX_PNG_PIXELS, as its header says,
+# its settings are not read and no thumbnail is decoded from it. An 8 x 8 sheet of 1024x1024 cells holds 64 Mi px of
+# cells (sheet.MAX_SHEET_PIXELS, 192 MiB as RGB); with a two-line title and labels it is 8960 x 8697 = 74 Mi px,
+# with generation times under the cells 83 Mi px, and the widest margins (200 px) about 110 Mi px. Its PNG can pass
+# 100 MB (a 1024x1024 cell is about 1.5 MB). The limits sit above all of these, so History opens every sheet we make.
+MAX_PNG_BYTES = 256 * 2**20
+MAX_PNG_PIXELS = 128 * 2**20
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Reading a dropped PNG's text chunks: at most this much text from one chunk once decompressed (8 x metadata's
 # limits, so text a little over them gets its exact "too long" message), this much from all chunks together, and
@@ -40,9 +45,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MAX_TEXT_CHUNK_BYTES = 4 * 2**20
 MAX_TEXT_BYTES = 16 * 2**20
 MAX_PNG_CHUNKS = 100_000
-GENERATE_KEYS = ("prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed", "randomize_seed")
 
-# outputs/YYYY-MM-DD/HHMMSS-<kind>[-<seed>]-<6 hex>[-r<row>c<col>].png, as written by storage.new_path / sheet.py
+# outputs/YYYY-MM-DD/HHMMSS-<kind>[-<seed>]-<6 hex>[-r<row>c<col>].png (storage.new_path; cells: sheet.cell_path)
 _NAME = re.compile(r"^(?P<time>\d{6})-(?P<kind>[a-z]+)(?:-\d+)?-[0-9a-f]{6}(?P<cell>-r\d+c\d+)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -364,7 +368,7 @@ def _number_or_note(key: str, value: Any, notes: list[str], spec: ModelSpec = SD
     if isinstance(value, bool) or not finite:
         notes.append(f"The PNG's {label} is {_shown(value)}, not a number; it was left unchanged.")
         return None
-    rng = spec.size_range() if key in ("width", "height") else RANGES[key]
+    rng = PARAM[key].range_for(spec)
     if not rng.minimum <= value <= rng.maximum:  # exact for ints of any size
         where = f" for {spec.name}" if key in ("width", "height") else ""
         notes.append(

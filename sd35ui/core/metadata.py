@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from sd35ui.core.settings import GenerationSettings
+from sd35ui.core.settings import PARAMS, GenerationSettings
 
 PARAMETERS_KEY = "parameters"  # A1111's key, read by image hosts, ComfyUI, InvokeAI and others
 JSON_KEY = "sd35ui"  # our exact, machine-readable settings
@@ -23,30 +23,57 @@ def _quote(value: str) -> str:
     return json.dumps(value) if any(c in value for c in ',:\n"') else value
 
 
+# A1111's order of the keys in its last line; keys it does not know follow, then Model.
+A1111_ORDER = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size")
+
+
+def a1111_fields(settings: GenerationSettings) -> dict[str, Any]:
+    """The A1111 keys of `settings`, from the parameter table (width and height share "Size": WxH)."""
+    fields: dict[str, Any] = {"Sampler": SAMPLER}
+    for param in PARAMS:
+        if param.a1111 == "Size":
+            fields["Size"] = f"{settings.width}x{settings.height}"
+        elif param.a1111:
+            value = getattr(settings, param.name)
+            fields[param.a1111] = f"{value:g}" if isinstance(value, float) else value
+    known = [k for k in A1111_ORDER if k in fields]
+    return {k: fields[k] for k in known + [k for k in fields if k not in known]}
+
+
 def format_parameters(settings: GenerationSettings, model: str, extra: dict[str, Any] | None = None) -> str:
     lines = [settings.prompt]
     if settings.negative_prompt:
         lines.append(f"Negative prompt: {settings.negative_prompt}")
-    fields = {
-        "Steps": settings.steps,
-        "Sampler": SAMPLER,
-        "CFG scale": f"{settings.guidance:g}",
-        "Seed": settings.seed,
-        "Size": f"{settings.width}x{settings.height}",
-        "Model": model,
-    }
-    fields.update(extra or {})
+    fields = {**a1111_fields(settings), "Model": model, **(extra or {})}
     lines.append(", ".join(f"{k}: {_quote(str(v))}" for k, v in fields.items()))
     return "\n".join(lines)
 
 
-def png_info(settings: GenerationSettings, model: str, extra: dict[str, Any] | None = None) -> PngImagePlugin.PngInfo:
-    """The text chunks for one image: A1111 `parameters` and the exact settings as JSON."""
+def png_info(
+    settings: GenerationSettings,
+    model: str,
+    extra: dict[str, Any] | None = None,
+    recipe: dict[str, Any] | None = None,
+) -> PngImagePlugin.PngInfo:
+    """The text chunks for one image: A1111 `parameters`, and the exact settings as JSON with the load recipe
+    (`sd35ui.core.pipeline.recipe`) and the sd35ui version, so an image says how it was made."""
+    from sd35ui import __version__
+
     info = PngImagePlugin.PngInfo()
     info.add_text(PARAMETERS_KEY, format_parameters(settings, model, extra))
-    payload = {"settings": settings.to_dict(), "model": model, **({"extra": extra} if extra else {})}
+    payload: dict[str, Any] = {"settings": settings.to_dict(), "model": model}
+    if extra:
+        payload["extra"] = extra
+    if recipe:
+        payload["recipe"] = recipe
+    payload["version"] = __version__
     info.add_text(JSON_KEY, json.dumps(payload, ensure_ascii=False))
     return info
+
+
+def result_png_info(result: Any, extra: dict[str, Any] | None = None) -> PngImagePlugin.PngInfo:
+    """`png_info` for a `GenerationResult`: its settings, model and recipe."""
+    return png_info(result.settings, result.model, extra, getattr(result, "recipe", None))
 
 
 # The settings text sd35ui writes is at most about 134k characters (a 64-cell Prompt S/R sheet of 2000-character
@@ -144,17 +171,16 @@ def settings_from_parameters(text: str) -> GenerationSettings:
 
 
 def _settings_from_parsed(parsed: dict[str, Any]) -> GenerationSettings:
+    """Settings from parsed A1111 fields, by the parameter table's keys; values are converted, not range-checked
+    (`sd35ui.core.history` checks them against the table before they reach the page)."""
     fields = parsed["fields"]
     values: dict[str, Any] = {"prompt": parsed["prompt"], "negative_prompt": parsed["negative_prompt"]}
-    if "Steps" in fields:
-        values["steps"] = int(fields["Steps"])
-    if "CFG scale" in fields:
-        values["guidance"] = float(fields["CFG scale"])
-    if "Seed" in fields:
-        values["seed"] = int(fields["Seed"])
-    if "Size" in fields:
-        width, _, height = str(fields["Size"]).partition("x")
-        values["width"], values["height"] = int(width), int(height)
+    for param in PARAMS:
+        if param.a1111 == "Size" and "Size" in fields:
+            width, _, height = str(fields["Size"]).partition("x")
+            values["width"], values["height"] = int(width), int(height)
+        elif param.a1111 in fields and param.range is not None:
+            values[param.name] = (int if param.range.integer else float)(fields[param.a1111])
     return GenerationSettings(**values)
 
 
@@ -179,6 +205,8 @@ def read_png_metadata(image: Image.Image | str) -> dict[str, Any]:
             "settings": GenerationSettings(**payload["settings"]),
             "model": payload.get("model"),
             "extra": payload.get("extra", {}),
+            "recipe": payload.get("recipe", {}),  # absent in PNGs of sd35ui before 0.2
+            "version": payload.get("version"),
             "source": JSON_KEY,
         }
     if PARAMETERS_KEY in text:

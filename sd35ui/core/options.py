@@ -1,60 +1,85 @@
-"""Command-line options shared by `demo.py` and `python -m sd35ui`: how to load the model. Cheap to import."""
+"""Command-line options shared by `demo.py` and `python -m sd35ui`: how to load the model. Cheap to import.
+
+Every `LoadOptions` field has exactly one flag, declared once in `LOAD_FLAGS` (tests/unit/test_params.py checks
+that no field is left without one), and `load_options` copies every one of them into `LoadOptions`.
+"""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+from typing import Any
 
 from sd35ui.core.pipeline import DEFAULT_MODEL, LoadOptions
+
+# field of LoadOptions -> (flag, argparse keyword arguments). Defaults come from LoadOptions itself.
+LOAD_FLAGS: dict[str, tuple[str, dict[str, Any]]] = {
+    "model": (
+        "--model",
+        dict(
+            help=f"hub id, local folder, 'tiny' (built-in demo model) or 'auto': {DEFAULT_MODEL} where CUDA is "
+            "available, the built-in tiny model otherwise (default: auto)"
+        ),
+    ),
+    "quant": (
+        "--quant",
+        dict(
+            choices=["auto", "nf4", "none"],
+            help="4-bit NF4 quantization of the transformer (needs CUDA); auto: nf4 on GPUs under 24 GB "
+            "(default: auto)",
+        ),
+    ),
+    "t5": (
+        "--t5",
+        dict(
+            choices=["full", "4bit", "drop"],
+            help="the T5-XXL text encoder: full, 4-bit, or dropped to save memory at some cost in prompt adherence",
+        ),
+    ),
+    "offload": (
+        "--offload",
+        dict(
+            choices=["auto", "model", "sequential", "none"],
+            help="CPU offload: model (one model on the GPU at a time), sequential (least memory, slowest), none",
+        ),
+    ),
+    "dtype": (
+        "--dtype",
+        dict(choices=["auto", "bfloat16", "float16", "float32"], help="auto: bfloat16 on CUDA, float32 on a CPU"),
+    ),
+    "allow_cpu": ("--allow-cpu", dict(action="store_true", help="run a full-size model on the CPU (very slow)")),
+    "device": (
+        "--device",
+        dict(help="where the model runs: auto (cuda when PyTorch sees a GPU, else cpu), cpu, cuda or cuda:N"),
+    ),
+    "compile": (
+        "--compile",
+        dict(
+            choices=["none", "regional", "full"],
+            help="torch.compile the transformer: regional compiles each block (short compile), full the whole "
+            "model; pays back only over many images (default: none)",
+        ),
+    ),
+    "offload_text_encoders": (
+        "--offload-text-encoders",
+        dict(
+            action="store_true",
+            help="keep T5 and the CLIPs in CPU memory, streamed to the GPU only for a new prompt (12-16 GB GPUs)",
+        ),
+    ),
+}
 
 
 def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("model")
-    group.add_argument(
-        "--model",
-        default="auto",
-        help=f"hub id, local folder, 'tiny' (built-in demo model) or 'auto': {DEFAULT_MODEL} where CUDA is "
-        "available, the built-in tiny model otherwise (default: auto)",
-    )
-    group.add_argument(
-        "--quant",
-        choices=["auto", "nf4", "none"],
-        default="auto",
-        help="4-bit NF4 quantization of the transformer (needs CUDA); auto: nf4 on GPUs under 24 GB (default: auto)",
-    )
-    group.add_argument(
-        "--t5",
-        choices=["full", "4bit", "drop"],
-        default="full",
-        help="the T5-XXL text encoder: full, 4-bit, or dropped to save memory at some cost in prompt adherence",
-    )
-    group.add_argument(
-        "--offload",
-        choices=["auto", "model", "sequential", "none"],
-        default="auto",
-        help="CPU offload: model (one model on the GPU at a time), sequential (least memory, slowest), none",
-    )
-    group.add_argument("--dtype", choices=["auto", "bfloat16", "float16", "float32"], default="auto")
-    group.add_argument("--allow-cpu", action="store_true", help="run a full-size model on the CPU (very slow)")
-    group.add_argument(
-        "--compile",
-        choices=["none", "regional", "full"],
-        default="none",
-        help="torch.compile the transformer: regional compiles each block (short compile), full the whole model; "
-        "pays back only over many images (default: none)",
-    )
-    group.add_argument(
-        "--offload-text-encoders",
-        action="store_true",
-        help="keep T5 and the CLIPs in CPU memory, streamed to the GPU only for a new prompt (12-16 GB GPUs)",
-    )
+    defaults = LoadOptions()
+    for field in dataclasses.fields(LoadOptions):
+        flag, kwargs = LOAD_FLAGS[field.name]
+        if kwargs.get("action") != "store_true":
+            kwargs = {"default": getattr(defaults, field.name), **kwargs}
+        group.add_argument(flag, dest=field.name, **kwargs)
 
 
 def load_options(args: argparse.Namespace) -> LoadOptions:
-    return LoadOptions(
-        model=args.model,
-        quant=args.quant,
-        t5=args.t5,
-        offload=args.offload,
-        dtype=args.dtype,
-        allow_cpu=args.allow_cpu,
-    )
+    """The `LoadOptions` the flags ask for: every field, from its one flag."""
+    return LoadOptions(**{field.name: getattr(args, field.name) for field in dataclasses.fields(LoadOptions)})

@@ -99,6 +99,12 @@ def gpu_memory_gib() -> float:
     return torch.cuda.get_device_properties(0).total_memory / 2**30
 
 
+def nf4_supported(device: str) -> bool:
+    """Whether the app loads an NF4 transformer on `device`: CUDA only, as diffusers' bitsandbytes quantizer insists
+    (bitsandbytes itself can quantize on the CPU; tests lift both checks to exercise the NF4 loading code here)."""
+    return device.startswith("cuda")
+
+
 def model_spec(model: str) -> ModelSpec:
     """The size limits of a model: the tiny model's own, SD3.5 Medium's for everything else."""
     if model in TINY_MODELS:
@@ -168,7 +174,7 @@ def check_options(options: LoadOptions) -> None:
             "CUDA was requested but PyTorch sees no CUDA GPU. Check `nvidia-smi`, install the CUDA build of torch "
             "(pip install torch==2.13.0 on Linux), or run on the CPU with the built-in tiny model (--model tiny)."
         )
-    if options.quant == "nf4" and not cuda:
+    if options.quant == "nf4" and not nf4_supported(options.device):
         raise NoCudaError(
             "NF4 (4-bit) quantization of the transformer needs a CUDA GPU: bitsandbytes refuses to quantize it on "
             "the CPU. Use --quant none on this machine, or run on a machine with an NVIDIA GPU."
@@ -287,7 +293,6 @@ def load_pipeline(options: LoadOptions) -> Any:
     options = options.resolve()
     check_options(options)
     import torch
-    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 
     dtype = getattr(torch, options.dtype)
     if options.is_fullsize_random:
@@ -304,36 +309,9 @@ def load_pipeline(options: LoadOptions) -> Any:
         path = str(tiny_model_path(options.model))
     elif _looks_local(path):
         path = os.path.expanduser(path)  # diffusers would take "~/models/sd35" for a hub id
-    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}  # safetensors only: never unpickle weights
     free_memory()
     try:
-        if options.quant == "nf4":
-            from diffusers import BitsAndBytesConfig as DiffusersBnb
-
-            kwargs["transformer"] = SD3Transformer2DModel.from_pretrained(
-                path,
-                subfolder="transformer",
-                quantization_config=DiffusersBnb(
-                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-                ),
-                dtype=dtype,
-                use_safetensors=True,
-            )
-        if options.t5 == "drop":
-            kwargs.update(text_encoder_3=None, tokenizer_3=None)
-        elif options.t5 == "4bit":
-            from transformers import BitsAndBytesConfig, T5EncoderModel
-
-            kwargs["text_encoder_3"] = T5EncoderModel.from_pretrained(
-                path,
-                subfolder="text_encoder_3",
-                quantization_config=BitsAndBytesConfig(
-                    load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-                ),
-                dtype=dtype,
-                use_safetensors=True,
-            )
-        pipe = StableDiffusion3Pipeline.from_pretrained(path, **kwargs)
+        pipe = _from_pretrained(path, options, dtype)
     except PipelineError:
         raise
     except torch.OutOfMemoryError as exc:
@@ -352,6 +330,48 @@ def load_pipeline(options: LoadOptions) -> Any:
         from sd35ui.models.tiny import tiny_model_info
 
         pipe.sd35ui_max_sequence_length = int(tiny_model_info(options.model).get("max_sequence_length", 256))
+    _place(pipe, options)
+    free_memory()
+    pipe.sd35ui_options = options  # what was actually loaded, for metadata and the banner
+    return _apply_speed(pipe, options)
+
+
+def _from_pretrained(path: str, options: LoadOptions, dtype: Any) -> Any:
+    """The pipeline's components from `path`, the transformer in NF4 and T5 in 4 bits or left out as asked."""
+    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
+
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True}  # safetensors only: never unpickle weights
+    if options.quant == "nf4":
+        from diffusers import BitsAndBytesConfig as DiffusersBnb
+
+        kwargs["transformer"] = SD3Transformer2DModel.from_pretrained(
+            path,
+            subfolder="transformer",
+            quantization_config=DiffusersBnb(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+            ),
+            dtype=dtype,
+            use_safetensors=True,
+        )
+    if options.t5 == "drop":
+        kwargs.update(text_encoder_3=None, tokenizer_3=None)
+    elif options.t5 == "4bit":
+        from transformers import BitsAndBytesConfig, T5EncoderModel
+
+        kwargs["text_encoder_3"] = T5EncoderModel.from_pretrained(
+            path,
+            subfolder="text_encoder_3",
+            quantization_config=BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
+            ),
+            dtype=dtype,
+            use_safetensors=True,
+        )
+    return StableDiffusion3Pipeline.from_pretrained(path, **kwargs)
+
+
+def _place(pipe: Any, options: LoadOptions) -> None:
+    """Put the pipeline's models where `options` say: CPU offload hooks, or the device."""
     if options.offload == "model":
         pipe.enable_model_cpu_offload()
     elif options.offload == "sequential":
@@ -364,9 +384,6 @@ def load_pipeline(options: LoadOptions) -> Any:
             module = getattr(pipe, name, None)
             if module is not None and not getattr(module, "is_loaded_in_4bit", False):
                 module.to(options.device)
-    free_memory()
-    pipe.sd35ui_options = options  # what was actually loaded, for metadata and the banner
-    return _apply_speed(pipe, options)
 
 
 def _apply_speed(pipe: Any, options: LoadOptions) -> Any:
@@ -378,6 +395,26 @@ def _apply_speed(pipe: Any, options: LoadOptions) -> Any:
         except ValueError as exc:
             raise OptionsError(str(exc)) from exc
     return pipe
+
+
+def recipe(pipe: Any) -> dict[str, Any]:
+    """How `pipe` was loaded, read off the pipeline itself where it can be (so it is what is in effect, not what was
+    asked for): the recipe every saved image records in its `sd35ui` JSON chunk."""
+    options = getattr(pipe, "sd35ui_options", None)
+    speed = getattr(pipe, "sd35ui_speed", None)
+    transformer = getattr(pipe, "transformer", None)
+    t5 = getattr(pipe, "text_encoder_3", None)
+    device = options.device if options is not None else str(getattr(transformer, "device", "cpu"))
+    return {
+        "model": options.model if options is not None else str(getattr(pipe, "name_or_path", "unknown")),
+        "quant": "nf4" if getattr(transformer, "is_loaded_in_4bit", False) else "none",
+        "t5": "drop" if t5 is None else ("4bit" if getattr(t5, "is_loaded_in_4bit", False) else "full"),
+        "offload": options.offload if options is not None else "none",
+        "compile": getattr(speed, "compile", "none"),
+        "offload_text_encoders": bool(getattr(speed, "offload_text_encoders", False)),
+        "dtype": str(getattr(transformer, "dtype", "")).removeprefix("torch."),
+        "device": device.split(":")[0],  # the kind (cuda, cpu), not which one
+    }
 
 
 _cache: dict[LoadOptions, Any] = {}

@@ -1,7 +1,11 @@
-"""Generation settings: the range table, the frozen settings object, presets and validation.
+"""Generation settings: the parameter table, the frozen settings object, presets and validation.
 
-The UI builds its sliders from `RANGES`, and `GenerationSettings.validate` checks against the same table, so the two
-can never disagree. Everything here is pure Python: no torch, no gradio.
+Every generation setting is declared once, in `PARAMS`: its name (the settings field, the API parameter and the
+JSON key), type, range, default, help text, A1111 metadata key, CLI flag and sheet axis. The CLI flags
+(`add_settings_arguments`), validation (`GenerationSettings.validated`), the PNG metadata (`sd35ui.core.metadata`),
+the sheet axes (`sd35ui.core.sheet`), the Gradio controls and ZeroGPU durations (`sd35ui.app`) are derived from it;
+the explicit `/generate` API signature is checked against it by tests/unit/test_params.py. Everything here is pure
+Python: no torch, no gradio.
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import dataclasses
 import math
 import random
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 SIZE_MULTIPLE = 16  # VAE downscale 8 x transformer patch size 2: latents must tile into whole patches
 MAX_SEED = 2**31 - 1  # the range the official SD3.5 Space and A1111 use, so seeds are portable between tools
@@ -32,12 +36,6 @@ class Range:
         fmt = (lambda v: str(int(v))) if self.integer else (lambda v: f"{v:g}")
         return f"{fmt(self.minimum)} to {fmt(self.maximum)}"
 
-
-RANGES: dict[str, Range] = {
-    "steps": Range("Steps", 1, 50, 40, 1, integer=True),
-    "guidance": Range("Guidance scale", 1.0, 10.0, 4.5, 0.1, integer=False),
-    "seed": Range("Seed", 0, MAX_SEED, 0, 1, integer=True),
-}
 
 STEP_PRESETS: dict[str, int] = {"Quick draft": 20, "Standard": 40, "High quality": 50}
 GUIDANCE_PRESETS: dict[str, float] = {"Abstract": 3.5, "General": 4.5, "Precise": 7.5}
@@ -74,6 +72,98 @@ SD35_MEDIUM = ModelSpec(
         "a cozy reading nook by a rainy window, watercolor illustration",
     ),
 )
+
+
+@dataclass(frozen=True)
+class Param:
+    """One generation setting, declared once. `kind` says how a value is checked: "text" (a prompt), "number"
+    (within `range`), "size" (within the model's size range, a multiple of 16) or "seed" (a number, or empty for
+    random)."""
+
+    name: str  # the GenerationSettings field, the API parameter name and the key in the sd35ui JSON chunk
+    label: str  # the UI's label
+    help: str  # the UI's info line, the CLI's help and the API docs
+    kind: Literal["text", "number", "size", "seed"]
+    cli: str  # the CLI flag
+    range: Range | None = None  # numbers: valid values, the default and the slider step
+    a1111: str | None = None  # the key in A1111's `parameters` line; width and height share "Size" (WxH)
+    axis: tuple[str, ...] = ()  # sheet axis: its label first, then other names it is typed as
+    required: bool = False
+
+    def default_for(self, spec: ModelSpec) -> Any:
+        """The value used when none is given: the model's own steps and size, the table's otherwise."""
+        if self.kind == "size":
+            return spec.default_size
+        if self.name == "steps":
+            return spec.default_steps
+        if self.kind == "seed":
+            return None
+        if self.kind == "text":
+            return ""
+        assert self.range is not None
+        return self.range.default
+
+    def range_for(self, spec: ModelSpec) -> Range:
+        if self.kind == "size":
+            return spec.size_range()
+        if self.name == "steps":
+            return spec.steps_range()
+        assert self.range is not None
+        return self.range
+
+    def check(self, value: Any, spec: ModelSpec) -> Any:
+        """`value` as this setting's type, or a ValueError naming the setting, the value and what is valid."""
+        if self.kind == "text":
+            return check_prompt(self.name, value, required=self.required)
+        if self.kind == "size":
+            return check_size(self.name, value, spec)
+        if self.kind == "seed" and (value is None or value == ""):
+            return None
+        assert self.range is not None
+        number = _number(self.name, value, self.range)
+        return int(number) if self.range.integer else round(number, 4)
+
+
+PARAMS: tuple[Param, ...] = (
+    Param("prompt", "Prompt", "what the image should show", "text", "--prompt", required=True),
+    Param("negative_prompt", "Negative prompt", "what it should not show (may be empty)", "text", "--negative-prompt"),
+    Param(
+        "steps",
+        "Steps",
+        "denoising steps: fewer are faster and rougher",
+        "number",
+        "--steps",
+        Range("Steps", 1, 50, 40, 1, integer=True),
+        a1111="Steps",
+        axis=("Steps", "step"),
+    ),
+    Param(
+        "guidance",
+        "Guidance scale",
+        "classifier-free guidance: higher follows the prompt more strictly",
+        "number",
+        "--guidance",
+        Range("Guidance scale", 1.0, 10.0, 4.5, 0.1, integer=False),
+        a1111="CFG scale",
+        axis=("Guidance", "guidance scale", "cfg", "cfg scale", "cfg_scale"),
+    ),
+    Param("width", "Width", "image width in pixels, a multiple of 16", "size", "--width", a1111="Size"),
+    Param("height", "Height", "image height in pixels, a multiple of 16", "size", "--height", a1111="Size"),
+    Param(
+        "seed",
+        "Seed",
+        f"the starting noise, 0-{MAX_SEED}: the same seed and settings make the same image",
+        "seed",
+        "--seed",
+        Range("Seed", 0, MAX_SEED, 0, 1, integer=True),
+        a1111="Seed",
+        axis=("Seed", "seeds"),
+    ),
+)
+PARAM: dict[str, Param] = {p.name: p for p in PARAMS}
+# The /generate API's inputs, in order: every setting, then whether to draw a random seed instead of `seed`.
+GENERATE_KEYS: tuple[str, ...] = (*PARAM, "randomize_seed")
+RANGES: dict[str, Range] = {p.name: p.range for p in PARAMS if p.range is not None}
 
 
 def _number(field: str, value: Any, rng: Range) -> float:
@@ -161,32 +251,25 @@ def random_seed() -> int:
 
 @dataclass(frozen=True)
 class GenerationSettings:
-    """Everything that determines one image. `seed=None` means "draw a random seed at generation time"."""
+    """Everything that determines one image: one field per entry of `PARAMS`, in its order, with SD3.5 Medium's
+    defaults (tests/unit/test_params.py checks both). `seed=None` means "draw a random seed at generation time"."""
 
     prompt: str
     negative_prompt: str = ""
-    steps: int = int(RANGES["steps"].default)  # denoising steps: fewer are faster and rougher
-    guidance: float = RANGES["guidance"].default  # classifier-free guidance: higher follows the prompt more strictly
+    steps: int = SD35_MEDIUM.default_steps
+    guidance: float = RANGES["guidance"].default
     width: int = SD35_MEDIUM.default_size
     height: int = SD35_MEDIUM.default_size
     seed: int | None = None
 
     @classmethod
     def validated(cls, spec: ModelSpec = SD35_MEDIUM, **values: Any) -> GenerationSettings:
-        """Build settings from loosely typed input (UI, API, CLI), raising ValueError on anything invalid."""
-        unknown = set(values) - {f.name for f in dataclasses.fields(cls)}
+        """Build settings from loosely typed input (UI, API, CLI), raising ValueError on anything invalid. A setting
+        that is not given takes its default (`Param.default_for`; the prompt is required)."""
+        unknown = set(values) - set(PARAM)
         if unknown:
             raise ValueError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
-        out: dict[str, Any] = {}
-        out["prompt"] = check_prompt("prompt", values.get("prompt"), required=True)
-        out["negative_prompt"] = check_prompt("negative_prompt", values.get("negative_prompt", ""), required=False)
-        out["steps"] = int(_number("steps", values.get("steps", RANGES["steps"].default), RANGES["steps"]))
-        guidance = _number("guidance", values.get("guidance", RANGES["guidance"].default), RANGES["guidance"])
-        out["guidance"] = round(guidance, 4)
-        out["width"] = check_size("width", values.get("width", spec.default_size), spec)
-        out["height"] = check_size("height", values.get("height", spec.default_size), spec)
-        seed = values.get("seed")
-        out["seed"] = None if seed is None or seed == "" else int(_number("seed", seed, RANGES["seed"]))
+        out = {p.name: p.check(values[p.name] if p.name in values else p.default_for(spec), spec) for p in PARAMS}
         return cls(**out)
 
     def validate(self, spec: ModelSpec = SD35_MEDIUM) -> GenerationSettings:

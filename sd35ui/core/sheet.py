@@ -25,9 +25,11 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from sd35ui.core import generate, grid, metadata, storage
-from sd35ui.core.settings import RANGES, SD35_MEDIUM, GenerationSettings, ModelSpec, _number, check_prompt
+from sd35ui.core.settings import PARAM, PARAMS, SD35_MEDIUM, GenerationSettings, ModelSpec, _number, check_prompt
 
-MAX_CELLS = 64  # an 8 x 8 sheet: about 2 hours of SD3.5 Medium at 40 steps on a mid-range GPU, 1 minute on an H200
+# An 8 x 8 sheet of SD3.5 Medium at 1024x1024 and 40 steps: about 2 hours on a mid-range GPU; on an H200 at least
+# 73 s, 64 x the 1.14 s compute floor of one image (PERF.md).
+MAX_CELLS = 64
 MAX_AXIS_VALUES = MAX_CELLS  # a one-axis strip may use the whole sheet
 MEGAPIXEL = 1024 * 1024  # one image at SD3.5's native 1024x1024
 MAX_SHEET_PIXELS = 64 * MEGAPIXEL  # the cells of a sheet: 64 native images, 192 MB of RGB in memory
@@ -37,6 +39,13 @@ DEFAULT_X_TYPE, DEFAULT_X_VALUES = "Guidance", "3, 4.5, 6, 7.5"  # below, at and
 DEFAULT_Y_TYPE, DEFAULT_Y_VALUES = "Steps", "10, 20, 30, 40"  # up to SD3.5's recommended 40
 SCRIPT_NAME = "X/Y/Z plot"  # A1111's name, so tools that read its grids recognise ours
 SHEET_JSON_KEY = "sd35ui-sheet"  # PNG text chunk holding the whole sheet description
+# The /contact_sheet API's inputs, in order: the prompts, the two axes, the other settings of the parameter table,
+# then how the sheet is drawn.
+SHEET_KEYS: tuple[str, ...] = (
+    *("prompt", "negative_prompt", "x_axis", "x_values", "y_axis", "y_values"),
+    *(p.name for p in PARAMS if p.kind != "text"),
+    *("show_times", "margin", "legend", "swap"),
+)
 
 
 @dataclass(frozen=True)
@@ -46,10 +55,9 @@ class AxisKind:
     aliases: tuple[str, ...]
 
 
+# The numeric axes come from the parameter table (each setting with an `axis`); Prompt S/R is the sheet's own.
 AXIS_KINDS: dict[str, AxisKind] = {
-    "steps": AxisKind("steps", "Steps", ("steps", "step")),
-    "guidance": AxisKind("guidance", "Guidance", ("guidance", "guidance scale", "cfg", "cfg scale", "cfg_scale")),
-    "seed": AxisKind("seed", "Seed", ("seed", "seeds")),
+    **{p.name: AxisKind(p.name, p.axis[0], tuple(a.lower() for a in p.axis)) for p in PARAMS if p.axis},
     "prompt": AxisKind("prompt", "Prompt S/R", ("prompt", "prompt s/r", "prompt sr", "prompt_sr", "s/r")),
 }
 AXIS_CHOICES = tuple(kind.label for kind in AXIS_KINDS.values())  # for a dropdown
@@ -188,7 +196,8 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
     items = _split(text)
     if not items or all(not item for item in items):
         raise ValueError(f"{which} axis ({label}) has no values. Enter {FORMAT_HELP}.")
-    rng = RANGES[kind.key]
+    rng = PARAM[kind.key].range
+    assert rng is not None
     numbers: list[float] = []
     for item in items:
         if not item:
@@ -512,6 +521,9 @@ def _run_group(
         latents = denoise_batch(pipe, embeddings, [cell.settings for cell in group], on_step, stop)
     t2 = time.perf_counter()
     share = len(group)
+    from sd35ui.core.pipeline import recipe as recipe_of
+
+    recipe = recipe_of(pipe)
     made = []
     for k, cell in enumerate(group):
         d0 = time.perf_counter()
@@ -519,10 +531,28 @@ def _run_group(
         decoded = time.perf_counter() - d0
         timings = {"encode": (t1 - t0) / share, "denoise": (t2 - t1) / share, "decode": decoded}
         timings["total"] = sum(timings.values())
-        made.append(
-            CellResult(cell, generate.GenerationResult(image, cell.settings, generate.model_name(pipe), timings))
-        )
+        result = generate.GenerationResult(image, cell.settings, generate.model_name(pipe), timings, recipe)
+        made.append(CellResult(cell, result))
     return made
+
+
+# Adapted from diffusers 0.42.1, StableDiffusion3Pipeline.__call__ (pipelines/stable_diffusion_3/
+# pipeline_stable_diffusion_3.py). When upgrading diffusers, re-check these parts of __call__ against it:
+#   _batch_embeddings  <- the classifier-free guidance concat after encode_prompt (between steps 2 and 4):
+#                         cat([negative, positive]) of the prompt and pooled embeddings (the encoding itself is
+#                         `generate.encode`, which calls encode_prompt);
+#   _batch_noise       <- step 4, prepare_latents: randn_tensor of (batch, transformer in_channels,
+#                         height // vae_scale_factor, width // vae_scale_factor); here one CPU generator per image;
+#   _batch_timesteps   <- step 5: calculate_shift(...) for `mu` when the scheduler uses dynamic shifting, then
+#                         retrieve_timesteps;
+#   denoise_batch loop <- step 7: latents doubled for guidance, t.expand(batch), the transformer call,
+#                         `_guided_noise` (uncond + scale * (text - uncond), here with each image's own scale),
+#                         scheduler.step, and the stop check where `callback_on_step_end` runs.
+# Not mirrored: skip-layer guidance, IP-Adapter, joint_attention_kwargs, custom sigmas or mu (`generate.denoise`
+# never passes them), the XLA timestep device, `interrupt` and the progress bar (the loader turns it off). The
+# step's output is always cast back to the latents' dtype (diffusers does so only on MPS);
+# FlowMatchEulerDiscreteScheduler.step returns the model output's dtype, which is the latents' here, so the cast
+# changes nothing.
 
 
 def denoise_batch(
@@ -538,54 +568,16 @@ def denoise_batch(
     import copy
 
     import torch
-    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift, retrieve_timesteps
-    from diffusers.utils.torch_utils import randn_tensor
 
-    first = settings[0]
-    if any((s.steps, s.width, s.height) != (first.steps, first.width, first.height) for s in settings):
-        raise ValueError("A batch must share steps and size.")
-    guided = generate.is_guided(first.guidance)
-    if any(generate.is_guided(s.guidance) != guided for s in settings):
-        raise ValueError("A batch must be all guided (guidance > 1) or all unguided.")
+    guided = _check_batch(settings)
     if stop is not None and stop.is_set():
         raise generate.GenerationStopped()
-    device = pipe._execution_device
     transformer = pipe.transformer
     with torch.inference_mode():
-        prompt_embeds = torch.cat([e.prompt for e in embeddings])
-        pooled = torch.cat([e.pooled for e in embeddings])
-        if guided:
-            prompt_embeds = torch.cat([torch.cat([e.negative for e in embeddings]), prompt_embeds])
-            pooled = torch.cat([torch.cat([e.negative_pooled for e in embeddings]), pooled])
-        shape = (
-            1,
-            transformer.config.in_channels,
-            first.height // pipe.vae_scale_factor,
-            first.width // pipe.vae_scale_factor,
-        )
-        latents = torch.cat(
-            [
-                randn_tensor(
-                    shape,
-                    generator=torch.Generator("cpu").manual_seed(s.seed),
-                    device=device,
-                    dtype=prompt_embeds.dtype,
-                )
-                for s in settings
-            ]
-        )
+        prompt_embeds, pooled = _batch_embeddings(embeddings, guided)
+        latents = _batch_noise(pipe, settings, prompt_embeds.dtype)
         scheduler = copy.deepcopy(pipe.scheduler)
-        kwargs = {}
-        if scheduler.config.get("use_dynamic_shifting", None):
-            patch = transformer.config.patch_size
-            kwargs["mu"] = calculate_shift(
-                (shape[2] // patch) * (shape[3] // patch),
-                scheduler.config.get("base_image_seq_len", 256),
-                scheduler.config.get("max_image_seq_len", 4096),
-                scheduler.config.get("base_shift", 0.5),
-                scheduler.config.get("max_shift", 1.16),
-            )
-        timesteps, _ = retrieve_timesteps(scheduler, first.steps, device, **kwargs)
+        timesteps = _batch_timesteps(pipe, scheduler, latents.shape, settings[0].steps)
         total = len(timesteps)
         for i, t in enumerate(timesteps):
             model_input = torch.cat([latents] * 2) if guided else latents
@@ -597,14 +589,7 @@ def denoise_batch(
                 return_dict=False,
             )[0]
             if guided:
-                uncond, text = noise.chunk(2)
-                # per image, with a Python float as the pipeline does, so low-precision dtypes round the same way
-                noise = torch.cat(
-                    [
-                        uncond[k : k + 1] + s.guidance * (text[k : k + 1] - uncond[k : k + 1])
-                        for k, s in enumerate(settings)
-                    ]
-                )
+                noise = _guided_noise(noise, settings)
             dtype = latents.dtype
             latents = scheduler.step(noise, t, latents, return_dict=False)[0].to(dtype)
             if on_step is not None:
@@ -612,6 +597,85 @@ def denoise_batch(
             if stop is not None and stop.is_set() and i + 1 < total:
                 raise generate.GenerationStopped()
     return latents
+
+
+def _check_batch(settings: Sequence[GenerationSettings]) -> bool:
+    """Whether the batch is guided; a ValueError unless all of it shares steps, size and guidance on/off."""
+    first = settings[0]
+    if any((s.steps, s.width, s.height) != (first.steps, first.width, first.height) for s in settings):
+        raise ValueError("A batch must share steps and size.")
+    guided = generate.is_guided(first.guidance)
+    if any(generate.is_guided(s.guidance) != guided for s in settings):
+        raise ValueError("A batch must be all guided (guidance > 1) or all unguided.")
+    return guided
+
+
+def _batch_embeddings(embeddings: Sequence[generate.Embeddings], guided: bool) -> tuple[Any, Any]:
+    """(prompt embeddings, pooled embeddings) of the batch; guided: every negative first, then every prompt."""
+    import torch
+
+    prompt_embeds = torch.cat([e.prompt for e in embeddings])
+    pooled = torch.cat([e.pooled for e in embeddings])
+    if guided:
+        prompt_embeds = torch.cat([torch.cat([e.negative for e in embeddings]), prompt_embeds])
+        pooled = torch.cat([torch.cat([e.negative_pooled for e in embeddings]), pooled])
+    return prompt_embeds, pooled
+
+
+def _batch_noise(pipe: Any, settings: Sequence[GenerationSettings], dtype: Any) -> Any:
+    """The starting latents: each image's noise from its own seed on a CPU generator, as `generate.denoise` draws
+    it, so a batched cell starts where its single image does."""
+    import torch
+    from diffusers.utils.torch_utils import randn_tensor
+
+    first = settings[0]
+    shape = (
+        1,
+        pipe.transformer.config.in_channels,
+        first.height // pipe.vae_scale_factor,
+        first.width // pipe.vae_scale_factor,
+    )
+    return torch.cat(
+        [
+            randn_tensor(
+                shape,
+                generator=torch.Generator("cpu").manual_seed(s.seed),
+                device=pipe._execution_device,
+                dtype=dtype,
+            )
+            for s in settings
+        ]
+    )
+
+
+def _batch_timesteps(pipe: Any, scheduler: Any, shape: Sequence[int], steps: int) -> Any:
+    """`scheduler`'s timesteps for `steps` steps on latents of `shape`, shifted for the image size when the
+    scheduler uses dynamic shifting."""
+    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift, retrieve_timesteps
+
+    kwargs = {}
+    if scheduler.config.get("use_dynamic_shifting", None):
+        patch = pipe.transformer.config.patch_size
+        kwargs["mu"] = calculate_shift(
+            (shape[2] // patch) * (shape[3] // patch),
+            scheduler.config.get("base_image_seq_len", 256),
+            scheduler.config.get("max_image_seq_len", 4096),
+            scheduler.config.get("base_shift", 0.5),
+            scheduler.config.get("max_shift", 1.16),
+        )
+    timesteps, _ = retrieve_timesteps(scheduler, steps, pipe._execution_device, **kwargs)
+    return timesteps
+
+
+def _guided_noise(noise: Any, settings: Sequence[GenerationSettings]) -> Any:
+    """Classifier-free guidance of a batch whose first half is unconditional: each image with its own scale."""
+    import torch
+
+    uncond, text = noise.chunk(2)
+    # per image, with a Python float as the pipeline does, so low-precision dtypes round the same way
+    return torch.cat(
+        [uncond[k : k + 1] + s.guidance * (text[k : k + 1] - uncond[k : k + 1]) for k, s in enumerate(settings)]
+    )
 
 
 def title_text(spec: SheetSpec, model: str) -> str:
@@ -695,8 +759,10 @@ def sheet_description(result: SheetResult) -> dict[str, Any]:
 
 def sheet_png_info(result: SheetResult) -> PngImagePlugin.PngInfo:
     """A1111 `parameters` (first cell's settings + the X/Y plot fields), our JSON chunk, and the sheet as JSON."""
-    first = min(result.cells, key=lambda d: d.cell.index).settings if result.cells else result.spec.base
-    info = metadata.png_info(first, result.model, sheet_parameters(result.spec))
+    first = min(result.cells, key=lambda d: d.cell.index) if result.cells else None
+    settings = first.settings if first is not None else result.spec.base
+    recipe = first.result.recipe if first is not None else None
+    info = metadata.png_info(settings, result.model, sheet_parameters(result.spec), recipe)
     info.add_text(SHEET_JSON_KEY, json.dumps(sheet_description(result), ensure_ascii=False))
     return info
 
@@ -709,7 +775,7 @@ def cell_path(done: CellResult, sheet_path: Path) -> Path:
 def save_cell(done: CellResult, sheet_path: Path) -> Path:
     """Write one finished cell (with its own exact settings) beside the sheet it belongs to, atomically, so a
     stopped or crashed sheet keeps every cell made so far."""
-    info = metadata.png_info(done.settings, done.result.model)
+    info = metadata.result_png_info(done.result)
     return storage.save_png(done.image, info, cell_path(done, sheet_path))
 
 

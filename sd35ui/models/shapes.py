@@ -28,7 +28,7 @@ PALETTE: dict[str, tuple[int, int, int]] = {
 COLOURS = tuple(PALETTE)
 SHAPES = ("circle", "square", "triangle")
 TEMPLATE = "a {colour} {shape} on a {background} background"
-# Every word a caption can use: each must be a single token of both tiny tokenizers (tests/test_shapes.py).
+# Every word a caption can use: each must be a single token of both tiny tokenizers (tests/unit/test_shapes.py).
 VOCABULARY = ("a", "on", "background") + COLOURS + SHAPES
 
 

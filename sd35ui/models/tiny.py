@@ -1,12 +1,15 @@
-"""The built-in tiny model: an SD3.5-shaped pipeline with random weights, built locally from the real classes.
+"""The built-in tiny models, built locally from the real diffusers and transformers classes.
 
-Nothing comes from the hub. The weights are seeded, so every machine builds the same model; it is written with
-`save_pretrained` into a cache folder and then loaded back with `from_pretrained` by the pipeline module, so the real
-loading path runs. Tests use it; `python demo.py` falls back to it on machines without CUDA.
+"tiny" is the trained coloured-shapes model shipped in sd35ui/models/tiny-shapes (trained by
+`python -m sd35ui.models.train`); "tiny-random" is an SD3.5-shaped pipeline with random weights (its images are
+noise), built here. Nothing comes from the hub. The random model's weights are seeded, so every machine builds the
+same model; it is written with `save_pretrained` into a cache folder and then loaded back with `from_pretrained` by
+`sd35ui.core.pipeline`, so the real loading path runs. Tests use both; `python demo.py` runs "tiny" on machines
+without CUDA.
 
 The tokenizers are built by hand because no tiny SD3 tokenizer can be downloaded here. Both cover every input:
 CLIP's byte-level BPE falls back to single bytes, T5's unigram vocabulary to single characters, and each word of
-`WORDS` is one token in both.
+`WORDS` (or of the vocabulary passed in: the trained model uses `shapes.VOCABULARY`) is one token in both.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 TINY_SEED = 20260101
-TINY_SIZE = 64  # pixels; the VAE halves it to 32 latent pixels = 16 x 16 patches
+TINY_SIZE = 64  # pixels; the random model's VAE halves it to 32 latent pixels = 16 x 16 patches
 TINY_NAME = "tiny-random"
 SHIPPED_DIR = Path(__file__).parent / "tiny-shapes"  # trained by `python -m sd35ui.models.train`; see RECIPE.md
 MODEL_INFO = "sd35ui_model.json"  # what a built-in model declares: sizes, T5 length, defaults, banner
@@ -131,16 +134,50 @@ def text_encoder_configs(clip_tokenizer: Any, t5_tokenizer: Any, clip_max_length
 
 
 def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) -> dict[str, Any]:
-    """The pipeline components of the random tiny model (shapes from SD3.5: 16 latent channels, patch 2, rms
-    qk-norm, one dual-attention layer). Widths are multiples of 64 where bitsandbytes may run on the CPU."""
+    """The pipeline components of the random tiny model, "tiny-random" (shapes from SD3.5: 16 latent channels,
+    patch 2, rms qk-norm, one dual-attention layer). Widths are multiples of 64 where bitsandbytes may run on the
+    CPU."""
     import tempfile
 
-    import torch
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from diffusers import FlowMatchEulerDiscreteScheduler
     from transformers import CLIPTextModelWithProjection, T5EncoderModel
 
+    transformer = _random_transformer(seed)
+    vae = _random_vae(seed + 1)
+    tokenizer_dir = tokenizer_dir or Path(tempfile.mkdtemp(prefix="sd35ui-tok-"))
+    clip_tokenizer = build_clip_tokenizer(tokenizer_dir)
+    t5_tokenizer = build_t5_tokenizer()
+    clip_config, t5_config = text_encoder_configs(clip_tokenizer, t5_tokenizer)
+    text_encoder = _seeded(seed + 2, CLIPTextModelWithProjection, clip_config)
+    text_encoder_2 = _seeded(seed + 3, CLIPTextModelWithProjection, clip_config)
+    text_encoder_3 = _seeded(seed + 4, T5EncoderModel, t5_config)
+    return {
+        "transformer": transformer.eval(),
+        "vae": vae.eval(),
+        "text_encoder": text_encoder.eval(),
+        "text_encoder_2": text_encoder_2.eval(),
+        "text_encoder_3": text_encoder_3.eval(),
+        "tokenizer": clip_tokenizer,
+        "tokenizer_2": clip_tokenizer,
+        "tokenizer_3": t5_tokenizer,
+        "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0),
+    }
+
+
+def _seeded(seed: int, make: Any, *args: Any, **kwargs: Any) -> Any:
+    """`make(*args, **kwargs)` with torch's random generator seeded first, so its random weights depend on `seed`."""
+    import torch
+
     torch.manual_seed(seed)
-    transformer = SD3Transformer2DModel(
+    return make(*args, **kwargs)
+
+
+def _random_transformer(seed: int) -> Any:
+    from diffusers import SD3Transformer2DModel
+
+    return _seeded(
+        seed,
+        SD3Transformer2DModel,
         sample_size=TINY_SIZE // 2,
         patch_size=2,
         in_channels=16,
@@ -155,8 +192,14 @@ def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) ->
         dual_attention_layers=(0,),
         pos_embed_max_size=96,
     )
-    torch.manual_seed(seed + 1)
-    vae = AutoencoderKL(
+
+
+def _random_vae(seed: int) -> Any:
+    from diffusers import AutoencoderKL
+
+    return _seeded(
+        seed,
+        AutoencoderKL,
         in_channels=3,
         out_channels=3,
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
@@ -167,30 +210,13 @@ def tiny_components(seed: int = TINY_SEED, tokenizer_dir: Path | None = None) ->
         norm_num_groups=4,
         use_quant_conv=False,
         use_post_quant_conv=False,
+        # SD3.5 Medium's VAE has shift_factor 0.0609 and scaling_factor 1.5305 (as in sd35ui.models.fullsize); this
+        # 1.5035 has two digits swapped. Kept as it is: with random weights it only rescales noise, and changing it
+        # would change every "tiny-random" image and the model already built into users' caches. (The trained
+        # "tiny" model has its own factors, calibrated by sd35ui.models.train: see tiny-shapes/vae/config.json.)
         shift_factor=0.0609,
         scaling_factor=1.5035,
     )
-    tokenizer_dir = tokenizer_dir or Path(tempfile.mkdtemp(prefix="sd35ui-tok-"))
-    clip_tokenizer = build_clip_tokenizer(tokenizer_dir)
-    t5_tokenizer = build_t5_tokenizer()
-    clip_config, t5_config = text_encoder_configs(clip_tokenizer, t5_tokenizer)
-    torch.manual_seed(seed + 2)
-    text_encoder = CLIPTextModelWithProjection(clip_config)
-    torch.manual_seed(seed + 3)
-    text_encoder_2 = CLIPTextModelWithProjection(clip_config)
-    torch.manual_seed(seed + 4)
-    text_encoder_3 = T5EncoderModel(t5_config)
-    return {
-        "transformer": transformer.eval(),
-        "vae": vae.eval(),
-        "text_encoder": text_encoder.eval(),
-        "text_encoder_2": text_encoder_2.eval(),
-        "text_encoder_3": text_encoder_3.eval(),
-        "tokenizer": clip_tokenizer,
-        "tokenizer_2": clip_tokenizer,
-        "tokenizer_3": t5_tokenizer,
-        "scheduler": FlowMatchEulerDiscreteScheduler(shift=3.0),
-    }
 
 
 def tiny_model_info(name: str = "tiny") -> dict[str, Any]:

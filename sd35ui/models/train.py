@@ -7,7 +7,8 @@ Three phases, each resumable from `--checkpoints` (`--resume`): 1. the VAE (Auto
 (recover each word of a sentence from the pooled vector), because a random CLIP pools every caption to nearly the
 same vector; 2. the SD3 transformer with SD3's rectified-flow objective on frozen VAE and text encoders. Step
 counts fix what is trained, so runs are reproducible (every batch and noise draw is a function of seed and step);
-`--minutes` is a safety budget that stops cleanly, saves a checkpoint and exports what there is.
+`--minutes` is a safety budget that stops cleanly and saves a checkpoint; once the transformer phase has begun it
+also exports what there is.
 
 `python -m sd35ui.models.train --evaluate` prints the adherence table (steps x guidance) of the shipped model.
 """
@@ -185,6 +186,7 @@ class Budget:
     """Wall-clock budget for the whole run; training loops ask it whether to stop."""
 
     def __init__(self, minutes: float) -> None:
+        self.minutes = minutes
         self.deadline = time.monotonic() + minutes * 60
         self.start = time.monotonic()
 
@@ -378,7 +380,6 @@ def train_transformer(
     params = [p for p in transformer.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=recipe.lr, betas=(0.9, 0.99), weight_decay=0.0)
     start = _load_checkpoint(state_file, opt=opt, model=transformer, ema=ema)
-    shift, scale = vae.config.shift_factor, vae.config.scaling_factor
     transformer.train()
     bar = _progress(recipe.steps, start, "transformer")
     losses: list[float] = []
@@ -389,21 +390,7 @@ def train_transformer(
             break
         for group in opt.param_groups:
             group["lr"] = lr_at(step, recipe.steps, recipe.lr, recipe.warmup)
-        images, indices = shapes.batch(recipe.seed, step, recipe.batch)
-        generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + 500_000 + step)
-        with torch.no_grad(), autocast():  # bf16 encoding is ~10x faster than float32 here
-            posterior = vae.encode(pixels(images)).latent_dist
-        x0 = posterior.mean.float() + posterior.std.float() * torch.randn(posterior.mean.shape, generator=generator)
-        x0 = (x0 - shift) * scale
-        idx = torch.from_numpy(indices)
-        embeds, pooled = text["embeds"][idx].clone(), text["pooled"][idx].clone()
-        dropped = torch.rand(recipe.batch, generator=generator) < recipe.caption_dropout
-        embeds[dropped] = text["empty"]
-        pooled[dropped] = text["empty_pooled"]
-        t = sample_timesteps(generator, recipe.batch, recipe)
-        noise = torch.randn(x0.shape, generator=generator)
-        tt = t.view(-1, 1, 1, 1)
-        xt = (1 - tt) * x0 + tt * noise
+        xt, embeds, pooled, t, target = _flow_batch(vae, text, recipe, step)
         with autocast():
             pred = transformer(
                 hidden_states=xt,
@@ -412,7 +399,7 @@ def train_transformer(
                 timestep=t * 1000,
                 return_dict=False,
             )[0]
-        loss = torch.nn.functional.mse_loss(pred.float(), noise - x0)
+        loss = torch.nn.functional.mse_loss(pred.float(), target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -431,6 +418,30 @@ def train_transformer(
     _save_checkpoint(state_file, step, opt=opt, model=transformer, ema=ema)
     transformer.eval()
     return step
+
+
+def _flow_batch(vae: Any, text: dict[str, Any], recipe: Recipe, step: int) -> tuple[Any, Any, Any, Any, Any]:
+    """Training batch `step` of the transformer: (noisy latents x_t, prompt embeddings, pooled embeddings, t in
+    [0, 1], target velocity noise - x_0). Images, caption dropout, timesteps and noise all come from `step` and the
+    seed, so a resumed run draws exactly what an uninterrupted one would."""
+    import torch
+
+    images, indices = shapes.batch(recipe.seed, step, recipe.batch)
+    generator = torch.Generator().manual_seed(recipe.seed * 1_000_003 + 500_000 + step)
+    with torch.no_grad(), autocast():  # bf16 encoding is ~10x faster than float32 here
+        posterior = vae.encode(pixels(images)).latent_dist
+    x0 = posterior.mean.float() + posterior.std.float() * torch.randn(posterior.mean.shape, generator=generator)
+    x0 = (x0 - vae.config.shift_factor) * vae.config.scaling_factor
+    idx = torch.from_numpy(indices)
+    embeds, pooled = text["embeds"][idx].clone(), text["pooled"][idx].clone()
+    dropped = torch.rand(recipe.batch, generator=generator) < recipe.caption_dropout
+    embeds[dropped] = text["empty"]
+    pooled[dropped] = text["empty_pooled"]
+    t = sample_timesteps(generator, recipe.batch, recipe)
+    noise = torch.randn(x0.shape, generator=generator)
+    tt = t.view(-1, 1, 1, 1)
+    xt = (1 - tt) * x0 + tt * noise
+    return xt, embeds, pooled, t, noise - x0
 
 
 def _load_checkpoint(path: Path, **parts: Any) -> int:
@@ -485,9 +496,7 @@ def evaluate(
     from sd35ui.core.settings import GenerationSettings
     from sd35ui.models import adherence
 
-    pipe = get_pipeline(LoadOptions(model="tiny"))
-    if not hasattr(pipe, "sd35ui_max_sequence_length"):  # until the loader sets it from sd35ui_model.json
-        pipe.sd35ui_max_sequence_length = MAX_SEQUENCE_LENGTH
+    pipe = get_pipeline(LoadOptions(model="tiny"))  # reads max_sequence_length from sd35ui_model.json
 
     def run(prompt_of: Any, steps: int, guidance: float) -> dict[str, Any]:
         scores, fractions, purities, seconds = [], [], [], []
@@ -529,16 +538,7 @@ def _row_text(row: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sd35ui.models.train", description=__doc__.split("\n")[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / MODEL_NAME)
-    parser.add_argument("--checkpoints", type=Path, default=Path(tempfile.gettempdir()) / "sd35ui-train")
-    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints (else start afresh)")
-    parser.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget; stops cleanly and saves")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--evaluate", action="store_true", help="print the adherence table of the shipped model")
-    defaults = Recipe()
-    for name, value in asdict(defaults).items():
-        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    parser = _parser()
     args = parser.parse_args(argv)
 
     import torch
@@ -549,58 +549,123 @@ def main(argv: list[str] | None = None) -> int:
         (args.out / "adherence.json").write_text(json.dumps(rows, indent=1) + "\n")
         return 0
 
-    recipe = Recipe(**{name: getattr(args, name) for name in asdict(defaults)})
+    recipe = Recipe(**{name: getattr(args, name) for name in asdict(Recipe())})
     budget = Budget(args.minutes)
     ckpt = args.checkpoints
     if ckpt.exists() and not args.resume and any(ckpt.iterdir()):
         parser.error(f"{ckpt} holds checkpoints: pass --resume to continue them, or pick an empty folder.")
     ckpt.mkdir(parents=True, exist_ok=True)
     (ckpt / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
+    return train_model(recipe, args.out, ckpt, budget)
 
-    from diffusers import SD3Transformer2DModel, StableDiffusion3Pipeline
 
+def _parser() -> argparse.ArgumentParser:
+    """The command line: run options, then one option per Recipe field (--vae-steps, --lr, ...)."""
+    parser = argparse.ArgumentParser(prog="python -m sd35ui.models.train", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / MODEL_NAME)
+    parser.add_argument("--checkpoints", type=Path, default=Path(tempfile.gettempdir()) / "sd35ui-train")
+    parser.add_argument("--resume", action="store_true", help="continue from the checkpoints (else start afresh)")
+    parser.add_argument("--minutes", type=float, default=45.0, help="wall-clock budget; stops cleanly and saves")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--evaluate", action="store_true", help="print the adherence table of the shipped model")
+    for name, value in asdict(Recipe()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    return parser
+
+
+def train_model(recipe: Recipe, out: Path, ckpt: Path, budget: Budget) -> int:
+    """Every phase, from (or on from) the checkpoints in `ckpt`, then the export to `out`. Returns 0 when the
+    recipe is done, 1 when the budget ran out first (what there is is exported once the transformer phase runs)."""
     components = build_components(recipe, ckpt / "tokenizer")
-    vae = components["vae"]
     log: dict[str, Any] = {"recipe": asdict(recipe)}
     timings: dict[str, float] = {}
+    if not _vae_phase(components["vae"], recipe, ckpt, budget, log, timings):
+        print(f"Budget of {budget.minutes} min ran out in the VAE phase; rerun with --resume.")
+        return 1
+    if not _clip_phase(components, recipe, ckpt, budget, timings):
+        print(f"Budget of {budget.minutes} min ran out in the CLIP phase; rerun with --resume.")
+        return 1
+    text = _encode_captions(components, log)
+    ema, done = _transformer_phase(components, text, recipe, ckpt, budget, timings)
+    timings["total_s"] = budget.elapsed()
+    log |= {"transformer_steps_done": done, "timings_this_run": timings}
+    print(json.dumps(log, indent=1), flush=True)
 
+    export(components, ema, out, model_info())
+    (ckpt / "train_log.json").write_text(json.dumps(log, indent=1))
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"saved {out} ({size / 1e6:.1f} MB); transformer steps {done} of {recipe.steps}", flush=True)
+    if done < recipe.steps:
+        print(f"Budget of {budget.minutes} min ran out at step {done}; rerun with --resume to finish.")
+        return 1
+    return 0
+
+
+def _vae_phase(
+    vae: Any, recipe: Recipe, ckpt: Path, budget: Budget, log: dict[str, Any], timings: dict[str, float]
+) -> bool:
+    """Phase 1: train the VAE, round it to the saved dtype and calibrate its latents. False if the budget ran out."""
     t0 = time.monotonic()
     if not train_vae(vae, recipe, ckpt, budget):
-        print(f"Budget of {args.minutes} min ran out in the VAE phase; rerun with --resume.")
-        return 1
+        return False
     round_to_save_dtype(vae)
     log["vae"] = calibrate_vae(vae, recipe)
     timings["vae_s"] = time.monotonic() - t0
     print("vae:", log["vae"], flush=True)
+    return True
 
+
+def _clip_phase(
+    components: dict[str, Any], recipe: Recipe, ckpt: Path, budget: Budget, timings: dict[str, float]
+) -> bool:
+    """Phase 1b: train both CLIPs, round every text encoder to the saved dtype, then freeze them and the VAE.
+    False if the budget ran out."""
     t0 = time.monotonic()
     for index, name in ((1, "text_encoder"), (2, "text_encoder_2")):
         if not train_clip(components[name], components["tokenizer"], recipe, index, ckpt, budget):
-            print(f"Budget of {args.minutes} min ran out in the CLIP phase; rerun with --resume.")
-            return 1
+            return False
         round_to_save_dtype(components[name])
     round_to_save_dtype(components["text_encoder_3"])
     timings["clip_s"] = time.monotonic() - t0
-    for module in (vae, components["text_encoder"], components["text_encoder_2"], components["text_encoder_3"]):
-        module.requires_grad_(False).eval()
+    for name in ("vae", "text_encoder", "text_encoder_2", "text_encoder_3"):
+        components[name].requires_grad_(False).eval()
+    return True
 
-    pipe = StableDiffusion3Pipeline(**components)
-    text = encode_prompts(pipe)
+
+def _encode_captions(components: dict[str, Any], log: dict[str, Any]) -> dict[str, Any]:
+    """Every training caption encoded once by the frozen text encoders (see `encode_prompts`)."""
+    from diffusers import StableDiffusion3Pipeline
+
+    text = encode_prompts(StableDiffusion3Pipeline(**components))
     log["max_pooled_cosine_between_captions"] = text["max_pooled_cosine"]
     print(f"pooled CLIP cosine between captions: max {text['max_pooled_cosine']:.4f}", flush=True)
+    return text
+
+
+def _transformer_phase(
+    components: dict[str, Any],
+    text: dict[str, Any],
+    recipe: Recipe,
+    ckpt: Path,
+    budget: Budget,
+    timings: dict[str, float],
+) -> tuple[Any, int]:
+    """Phase 2: train the transformer with an EMA copy; returns (the EMA copy, the steps done)."""
+    from diffusers import SD3Transformer2DModel
 
     t0 = time.monotonic()
     transformer = components["transformer"]
     ema = SD3Transformer2DModel.from_config(transformer.config)
     ema.load_state_dict(transformer.state_dict())
     ema.requires_grad_(False).eval()
-    done = train_transformer(transformer, ema, vae, text, recipe, ckpt, budget)
+    done = train_transformer(transformer, ema, components["vae"], text, recipe, ckpt, budget)
     timings["transformer_s"] = time.monotonic() - t0
-    timings["total_s"] = budget.elapsed()
-    log |= {"transformer_steps_done": done, "timings_this_run": timings}
-    print(json.dumps(log, indent=1), flush=True)
+    return ema, done
 
-    info = {
+
+def model_info() -> dict[str, Any]:
+    """What the exported model declares in its sd35ui_model.json (read by `sd35ui.models.tiny.tiny_model_info`)."""
+    return {
         "name": MODEL_NAME,
         "default_size": shapes.IMAGE_SIZE,
         "max_size": 256,
@@ -610,14 +675,6 @@ def main(argv: list[str] | None = None) -> int:
         "banner": BANNER,
         "example_prompts": list(EXAMPLE_PROMPTS),
     }
-    export(components, ema, args.out, info)
-    (ckpt / "train_log.json").write_text(json.dumps(log, indent=1))
-    size = sum(f.stat().st_size for f in args.out.rglob("*") if f.is_file())
-    print(f"saved {args.out} ({size / 1e6:.1f} MB); transformer steps {done} of {recipe.steps}", flush=True)
-    if done < recipe.steps:
-        print(f"Budget of {args.minutes} min ran out at step {done}; rerun with --resume to finish.")
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
