@@ -11,7 +11,7 @@ from pathlib import Path
 from sd35ui.app.access import AUTH_ENV, auth_from, default_host, exposure_warnings
 from sd35ui.core.options import add_model_arguments, load_options
 
-DEFAULT_CACHE_LIMIT_MB = 2048  # as sd35ui.app.ui (not imported here: --help and argument errors stay fast)
+DEFAULT_CACHE_LIMIT_MB = 2048  # as sd35ui.app.server (not imported here: --help and argument errors stay fast)
 DEFAULT_CACHE_MAX_AGE_S = 24 * 3600
 
 

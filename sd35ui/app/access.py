@@ -2,7 +2,7 @@
 when it is exposed beyond this machine without a password. Pure Python: no gradio.
 
 Gradio checks the password on every page, API and file route (`login_check`) and compares it in constant time;
-sd35ui.app.ui adds a gate in front of every route (MCP, /openapi.json, cancel, ... included) and `LoginLimiter`
+sd35ui.app.server adds a gate in front of every route (MCP, /openapi.json, cancel, ... included) and `LoginLimiter`
 here, which refuses logins from an address after repeated failures.
 """
 

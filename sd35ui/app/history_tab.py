@@ -1,17 +1,19 @@
 """The History tab: every saved result, newest first, from the outputs folder (so it survives restarts); open one
 large with its settings and send them to the Generate tab, or drop any PNG (ours or A1111-style) to load its
-settings. Layout and wiring only: listing, thumbnails and reading settings live in `sd35ui.core.history`.
+settings. `build_history_tab(ctx)` = `layout` (components only) + `wire` (module-level handlers bound to the
+context); listing, thumbnails and reading settings live in `sd35ui.core.history`.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
+from sd35ui.app.context import AppContext, bind
 from sd35ui.core import history
-from sd35ui.core.pipeline import model_spec
 from sd35ui.core.settings import ModelSpec
 
 HELP = """Every image and contact sheet is saved in the outputs folder as it is made, with its settings inside the
@@ -81,14 +83,49 @@ def _announce(loaded: history.LoadedSettings, name: str) -> None:
         gr.Warning(" ".join(loaded.notes), title="Change before generating")
 
 
-def build_history_tab(config: Any, generate_inputs: dict[str, gr.Component], tabs: gr.Tabs) -> None:
-    """Add the History tab. Call inside the app's `with gr.Tabs()` block, after the Generate tab (whose inputs,
-    keyed as history.GENERATE_KEYS, receive loaded settings) and with that Tabs (switched to id "generate")."""
-    root = Path(config.outputs)
-    spec = model_spec(config.load.resolve().model)
-    history.remove_stale_temp_files(root)  # left by a writer that was killed mid-write
-    targets = [generate_inputs[key] for key in history.GENERATE_KEYS]
+# --- Layout ---------------------------------------------------------------------------------------------------------
 
+
+@dataclass
+class HistoryTab:
+    """The History tab's components."""
+
+    tab: gr.Tab
+    refresh: gr.Button
+    newer: gr.Button
+    older: gr.Button
+    cells: gr.Checkbox
+    position: gr.Markdown
+    gallery: gr.Gallery
+    large: gr.Image
+    details: gr.Textbox
+    send: gr.Button
+    drop: gr.File
+    page: gr.Number  # a component, not State: the API can pass it
+    paths: gr.State  # the full-size paths of the gallery's items
+    selected: gr.State  # the path shown large
+
+    def page_outputs(self) -> list[Any]:
+        return [self.gallery, self.paths, self.position, self.page]
+
+
+def _details() -> dict[str, Any]:
+    large = gr.Image(
+        label="Selected",
+        type="filepath",
+        format="png",  # the file itself, settings included, for download
+        interactive=False,
+        buttons=["download", "fullscreen"],
+        elem_id="history-image",
+    )
+    details = gr.Textbox(label="Settings", lines=8, interactive=False, buttons=["copy"], elem_id="history-settings")
+    send = gr.Button("Send to Generate", variant="primary", interactive=False, elem_id="history-send")
+    drop = gr.File(label="Load settings from a PNG", file_types=[".png"], type="filepath", elem_id="history-drop")
+    return dict(large=large, details=details, send=send, drop=drop)
+
+
+def layout() -> HistoryTab:
+    """The tab's components; call inside the app's `gr.Tabs`."""
     with gr.Tab("History", id="history", elem_id="tab-history") as tab:
         gr.Markdown(HELP)
         with gr.Row(equal_height=True):
@@ -109,88 +146,98 @@ def build_history_tab(config: Any, generate_inputs: dict[str, gr.Component], tab
                     elem_id="history-gallery",
                 )
             with gr.Column(scale=2):
-                large = gr.Image(
-                    label="Selected",
-                    type="filepath",
-                    format="png",  # the file itself, settings included, for download
-                    interactive=False,
-                    buttons=["download", "fullscreen"],
-                    elem_id="history-image",
-                )
-                details = gr.Textbox(
-                    label="Settings", lines=8, interactive=False, buttons=["copy"], elem_id="history-settings"
-                )
-                send = gr.Button("Send to Generate", variant="primary", interactive=False, elem_id="history-send")
-                drop = gr.File(
-                    label="Load settings from a PNG",
-                    file_types=[".png"],
-                    type="filepath",
-                    elem_id="history-drop",
-                )
-        page = gr.Number(value=0, precision=0, visible=False)  # a component, not State: the API can pass it
+                details = _details()
+        page = gr.Number(value=0, precision=0, visible=False)
         page.preprocess = lambda payload: payload  # show_page reads any value; Gradio's check fails on NaN
         paths = gr.State([])
         selected = gr.State(None)
+    return HistoryTab(
+        tab, refresh, newer, older, cells, position, gallery, **details, page=page, paths=paths, selected=selected
+    )
 
-    def list_page(number: Any, include_cells: Any) -> tuple[Any, ...]:
-        """One page of saved results (thumbnails), newest first; page 0 is the newest."""
-        return show_page(root, number, include_cells)
 
-    def step_page(number: Any, include_cells: Any, delta: int) -> tuple[Any, ...]:
-        try:
-            number = int(number) + delta
-        except (TypeError, ValueError, OverflowError):
-            number = 0
-        return show_page(root, number, include_cells)
+# --- Handlers -------------------------------------------------------------------------------------------------------
 
+
+def list_page(number: Any, include_cells: Any, *, ctx: AppContext) -> tuple[Any, ...]:
+    """One page of saved results (thumbnails), newest first; page 0 is the newest."""
+    return show_page(Path(ctx.config.outputs), number, include_cells)
+
+
+def step_page(root: Path, number: Any, include_cells: Any, delta: int) -> tuple[Any, ...]:
+    try:
+        number = int(number) + delta
+    except (TypeError, ValueError, OverflowError):
+        number = 0
+    return show_page(root, number, include_cells)
+
+
+def open_item(shown: list[str], evt: gr.SelectData, *, ctx: AppContext) -> tuple[Any, ...]:
+    index = evt.index if isinstance(evt.index, int) else -1
+    path = shown[index] if 0 <= index < len(shown) else None
+    image, text = describe(Path(ctx.config.outputs), path, ctx.spec)
+    return image, text, path, gr.Button(interactive=image is not None)
+
+
+def send_selected(path: str | None, *, ctx: AppContext) -> list[Any]:
+    if not path or not history.is_within(Path(path), Path(ctx.config.outputs)):
+        raise gr.Error("Pick a result in the gallery first.", title="Nothing selected")
+    try:
+        loaded = history.load_settings(Path(path), ctx.spec)
+    except ValueError as exc:
+        raise gr.Error(str(exc), title="No settings") from None
+    _announce(loaded, Path(path).name)
+    return [*generate_updates(loaded), gr.Tabs(selected="generate")]
+
+
+def load_png(file: str | None, *, ctx: AppContext) -> list[Any]:
+    """Load the generation settings embedded in a PNG (saved by sd35ui or an A1111-compatible tool) into the
+    Generate tab's inputs."""
+    if not file:
+        return [*[gr.skip()] * len(history.GENERATE_KEYS), gr.skip()]
+    name = Path(file).name
+    try:
+        loaded = history.load_settings(Path(file), ctx.spec)
+    except ValueError as exc:
+        raise gr.Error(str(exc), title="No settings loaded") from None
+    _announce(loaded, name)
+    return [*generate_updates(loaded), gr.Tabs(selected="generate")]
+
+
+# --- Wiring ---------------------------------------------------------------------------------------------------------
+
+
+def wire(ctx: AppContext, tab: HistoryTab) -> None:
+    root = Path(ctx.config.outputs)
+    targets = [*ctx.generate_targets(history.GENERATE_KEYS), ctx.tabs]
     # Browsing runs outside the queue: it reads small files, and must work while GPU jobs fill the queue.
-    page_outputs = [gallery, paths, position, page]
+    page_outputs = tab.page_outputs()
     browse = dict(outputs=page_outputs, api_visibility="private", queue=False)
-    refresh.click(list_page, [page, cells], page_outputs, api_name="history", queue=False)
-    tab.select(lambda c: show_page(root, 0, c), [cells], **browse)
-    cells.change(lambda c: show_page(root, 0, c), [cells], **browse)
-    newer.click(lambda n, c: step_page(n, c, -1), [page, cells], **browse)
-    older.click(lambda n, c: step_page(n, c, +1), [page, cells], **browse)
-
-    def open_item(shown: list[str], evt: gr.SelectData) -> tuple[Any, ...]:
-        index = evt.index if isinstance(evt.index, int) else -1
-        path = shown[index] if 0 <= index < len(shown) else None
-        image, text = describe(root, path, spec)
-        return image, text, path, gr.Button(interactive=image is not None)
-
-    gallery.select(open_item, [paths], [large, details, selected, send], api_visibility="private", queue=False)
-
-    def send_selected(path: str | None) -> list[Any]:
-        if not path or not history.is_within(Path(path), root):
-            raise gr.Error("Pick a result in the gallery first.", title="Nothing selected")
-        try:
-            loaded = history.load_settings(Path(path), spec)
-        except ValueError as exc:
-            raise gr.Error(str(exc), title="No settings") from None
-        _announce(loaded, Path(path).name)
-        return [*generate_updates(loaded), gr.Tabs(selected="generate")]
-
-    send.click(send_selected, [selected], [*targets, tabs], api_visibility="private", concurrency_limit=None)
-
-    def load_png(file: str | None) -> list[Any]:
-        """Load the generation settings embedded in a PNG (saved by sd35ui or an A1111-compatible tool) into the
-        Generate tab's inputs."""
-        if not file:
-            return [*[gr.skip()] * len(targets), gr.skip()]
-        name = Path(file).name
-        try:
-            loaded = history.load_settings(Path(file), spec)
-        except ValueError as exc:
-            raise gr.Error(str(exc), title="No settings loaded") from None
-        _announce(loaded, name)
-        return [*generate_updates(loaded), gr.Tabs(selected="generate")]
-
-    drop.upload(
-        load_png,
-        [drop],
-        [*targets, tabs],
+    tab.refresh.click(bind(list_page, ctx=ctx), [tab.page, tab.cells], page_outputs, api_name="history", queue=False)
+    tab.tab.select(lambda c: show_page(root, 0, c), [tab.cells], **browse)
+    tab.cells.change(lambda c: show_page(root, 0, c), [tab.cells], **browse)
+    tab.newer.click(lambda n, c: step_page(root, n, c, -1), [tab.page, tab.cells], **browse)
+    tab.older.click(lambda n, c: step_page(root, n, c, +1), [tab.page, tab.cells], **browse)
+    gallery_outputs = [tab.large, tab.details, tab.selected, tab.send]
+    tab.gallery.select(bind(open_item, ctx=ctx), [tab.paths], gallery_outputs, api_visibility="private", queue=False)
+    tab.send.click(
+        bind(send_selected, ctx=ctx), [tab.selected], targets, api_visibility="private", concurrency_limit=None
+    )
+    tab.drop.upload(
+        bind(load_png, ctx=ctx),
+        [tab.drop],
+        targets,
         api_name="load_settings",
         # Its own small limit: never waits behind GPU jobs, and a flood of dropped files cannot take every worker.
         concurrency_limit=2,
         concurrency_id="load_settings",
     )
+
+
+def build_history_tab(ctx: AppContext) -> HistoryTab:
+    """Add the History tab; call inside the app's `gr.Tabs`, after the Generate tab (whose inputs, keyed as
+    history.GENERATE_KEYS, receive loaded settings; the Tabs switch to its id "generate")."""
+    history.remove_stale_temp_files(Path(ctx.config.outputs))  # left by a writer that was killed mid-write
+    tab = layout()
+    wire(ctx, tab)
+    return tab

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from sd35ui.core.env import on_space, on_zerogpu  # noqa: F401  (part of this module's interface)
+from sd35ui.core.settings import GENERATE_KEYS, PARAM, SD35_MEDIUM
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -55,49 +56,47 @@ def duration(steps: float, width: float, height: float, cells: int = 1) -> int:
     return int(min(max(math.ceil(seconds), MIN_DURATION_S), MAX_DURATION_S))
 
 
-def generate_duration(
-    prompt: Any = None,
-    negative_prompt: Any = None,
-    steps: Any = 40,
-    guidance: Any = 4.5,
-    width: Any = 1024,
-    height: Any = 1024,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    """`duration` for the app's /generate handler, called with its arguments before they are validated: values
-    that are not finite numbers ask for the floor (validation then rejects them at once)."""
+def _named(keys: tuple[str, ...], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A handler's arguments by name: positional ones in `keys` order (its API order), then keyword ones."""
+    return {**dict(zip(keys, args)), **kwargs}
+
+
+def generate_duration(*args: Any, **kwargs: Any) -> int:
+    """`duration` for the app's /generate handler, called with its arguments (in GENERATE_KEYS order, the parameter
+    table's) before they are validated: values that are not finite numbers ask for the floor (validation then
+    rejects them at once)."""
+    values = _named(GENERATE_KEYS, args, kwargs)
     try:
-        values = [float(steps), float(width), float(height)]
+        numbers = [
+            float(values.get(name, PARAM[name].default_for(SD35_MEDIUM))) for name in ("steps", "width", "height")
+        ]
     except (TypeError, ValueError):
         return MIN_DURATION_S
-    if not all(map(math.isfinite, values)):
+    if not all(map(math.isfinite, numbers)):
         return MIN_DURATION_S
-    return duration(*values)
+    return duration(*numbers)
 
 
-def sheet_duration(
-    prompt: Any = None,
-    negative_prompt: Any = None,
-    x_axis: Any = None,
-    x_values: Any = None,
-    y_axis: Any = None,
-    y_values: Any = None,
-    steps: Any = 40,
-    guidance: Any = 4.5,
-    width: Any = 1024,
-    height: Any = 1024,
-    *args: Any,
-    **kwargs: Any,
-) -> int:
-    """`duration` for the /contact_sheet handler: the steps of every cell (a Steps axis counts its own values).
-    Input that does not parse asks for the floor; validation then rejects it at once."""
+def sheet_duration(*args: Any, **kwargs: Any) -> int:
+    """`duration` for the /contact_sheet handler (arguments in SHEET_KEYS order): the steps of every cell (a Steps
+    axis counts its own values). Input that does not parse asks for the floor; validation then rejects it at once."""
     from sd35ui.core import sheet
 
+    values = {
+        "x_axis": None,
+        "x_values": None,
+        "y_axis": None,
+        "y_values": None,
+        **_named(sheet.SHEET_KEYS, args, kwargs),
+    }
+    steps, width, height = (
+        values.get(name, PARAM[name].default_for(SD35_MEDIUM)) for name in ("steps", "width", "height")
+    )
     try:
-        axes = [sheet.parse_axis(x_axis, x_values, "X")]
+        axes = [sheet.parse_axis(values["x_axis"], values["x_values"], "X")]
+        y_axis = values["y_axis"]
         if y_axis is not None and str(y_axis).strip().lower() not in ("", "none", "-"):
-            axes.append(sheet.parse_axis(y_axis, y_values or "", "Y"))
+            axes.append(sheet.parse_axis(y_axis, values["y_values"] or "", "Y"))
         total_steps = float(steps)
         cells = 1
         for axis in axes:

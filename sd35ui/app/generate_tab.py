@@ -1,0 +1,289 @@
+"""The Generate tab: one image from a prompt and the settings, with Stop and step/guidance presets.
+
+`build_generate_tab(ctx)` = `layout` (components only; the API's inputs all come from `generate_inputs`, in API
+order) + `wire` (module-level handlers bound to the context). Every handler maps UI values to settings in one place
+(`settings_from_ui`) and calls the generation service; errors become `gr.Error` messages, never tracebacks."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+from gradio.context import LocalContext
+
+from sd35ui.app import zerogpu
+from sd35ui.app.context import AppContext, bind, session_of, slider, unchecked, user_error
+from sd35ui.core import metadata, storage
+from sd35ui.core.generate import GenerationResult, GenerationStopped, generate
+from sd35ui.core.pipeline import LoadOptions, get_pipeline, is_loaded, model_spec
+from sd35ui.core.settings import (
+    GENERATE_KEYS,
+    GUIDANCE_PRESETS,
+    PARAMS,
+    STEP_PRESETS,
+    GenerationSettings,
+    ModelSpec,
+    Param,
+    check_flag,
+)
+
+HELP = """
+**Steps**: how many denoising steps. Fewer are faster and rougher (20 for a quick draft); 40 is the standard;
+50 adds a little detail. **Guidance scale**: how strictly the image follows the prompt. Low (about 3.5) is freer
+and more abstract; 4.5 suits most prompts; high (7.5) follows the prompt more strictly but can look harsh.
+The **seed** picks the starting noise: the same settings and seed give the same image.
+"""
+
+
+# --- Values ---------------------------------------------------------------------------------------------------------
+
+
+def settings_from_ui(options: LoadOptions, *values: Any) -> GenerationSettings:
+    """The one place UI/API values become settings: `values` in GENERATE_KEYS order (every setting of the
+    parameter table, then randomize_seed). Raises ValueError with a message for the user."""
+    given = dict(zip(GENERATE_KEYS, values, strict=True))
+    if check_flag("randomize_seed", given.pop("randomize_seed")):
+        given["seed"] = None
+    return GenerationSettings.validated(model_spec(options.resolve().model), **given)
+
+
+def save_result(result: GenerationResult, root: Path) -> Path:
+    path = storage.new_path("image", result.seed, root)
+    return storage.save_png(result.image, metadata.result_png_info(result), path)
+
+
+def save_or_keep(result: GenerationResult, root: Path) -> Path:
+    """Save the result in the outputs folder; where that fails (a full or read-only disk), keep it in a temporary
+    file so the user still gets the image, and warn that it is not in History. Raises SaveError if neither works."""
+    try:
+        return save_result(result, root)
+    except storage.SaveError as exc:
+        try:
+            path = save_result(result, Path(tempfile.mkdtemp(prefix="sd35ui-unsaved-")))
+        except storage.SaveError:
+            raise exc from None
+        gr.Warning(f"{exc.strerror} Download it now: it is not kept in History.", title="Not saved")
+        return path
+
+
+def info_line(result: GenerationResult) -> str:
+    s = result.settings
+    return (
+        f"Seed {s.seed} · {s.width}x{s.height} · {s.steps} steps · guidance {s.guidance:g} · "
+        f"{result.timings['total']:.2f} s"
+    )
+
+
+# --- Layout ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GenerateTab:
+    """The Generate tab's components."""
+
+    inputs: dict[str, Any]  # the API's inputs, keyed and ordered as GENERATE_KEYS
+    run: gr.Button
+    stop: gr.Button
+    image: gr.Image
+    info: gr.Textbox
+    seed_used: gr.Number
+    step_preset: gr.Radio
+    guidance_preset: gr.Radio
+
+
+# How each setting's control looks on this tab, beyond what the parameter table says (label, range, default).
+CONTROL_LOOKS: dict[str, dict[str, Any]] = {
+    "prompt": dict(placeholder="Describe the image, then press Enter", lines=1, max_lines=6, scale=5),
+    "negative_prompt": dict(lines=1, max_lines=4, elem_id="negative"),
+}
+
+
+def control_for(param: Param, spec: ModelSpec) -> Any:
+    """The (unrendered) Gradio control of one setting, from the parameter table, with `spec`'s steps and sizes."""
+    looks = {"elem_id": param.name, **CONTROL_LOOKS.get(param.name, {}), "render": False}
+    if param.kind == "text":
+        return gr.Textbox(label=param.label, **looks)
+    rng = param.range_for(spec)
+    if param.kind == "seed":
+        return unchecked(
+            gr.Number(label=param.label, value=0, precision=0, minimum=rng.minimum, maximum=rng.maximum, **looks)
+        )
+    return slider(rng, label=param.label, **looks)
+
+
+def generate_inputs(spec: ModelSpec) -> dict[str, Any]:
+    """The /generate inputs, created (not yet placed: `layout` renders each where it goes) in API order
+    (GENERATE_KEYS): one control per setting of the parameter table, then "Randomize seed"."""
+    inputs = {param.name: control_for(param, spec) for param in PARAMS}
+    inputs["randomize_seed"] = gr.Checkbox(label="Randomize seed", value=True, elem_id="randomize", render=False)
+    return inputs
+
+
+def layout(spec: ModelSpec) -> GenerateTab:
+    """The tab's components; call inside the app's `gr.Tabs`."""
+    inputs = generate_inputs(spec)
+    with gr.Tab("Generate", id="generate", elem_id="tab-generate"):
+        with gr.Row(equal_height=True):
+            inputs["prompt"].render()
+            run = gr.Button("Generate", variant="primary", scale=1, elem_id="generate-btn")
+            stop = gr.Button("Stop", variant="stop", scale=0, elem_id="stop-btn")
+        if spec.examples:
+            gr.Examples([[example] for example in spec.examples], inputs=[inputs["prompt"]], label="Try")
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = gr.Image(
+                    label="Result",
+                    type="filepath",
+                    format="png",  # WebP would drop the PNG text chunks that carry the settings
+                    buttons=["download", "fullscreen"],
+                    interactive=False,
+                    elem_id="result",
+                )
+                info = gr.Textbox(label="Settings used", interactive=False, elem_id="info")
+            with gr.Column(scale=1):
+                with gr.Accordion("Advanced settings", open=False, elem_id="advanced"):
+                    inputs["negative_prompt"].render()
+                    step_preset = gr.Radio(
+                        list(STEP_PRESETS),
+                        label="Steps preset",
+                        value=_matching_preset(STEP_PRESETS, spec.default_steps),
+                    )
+                    inputs["steps"].render()
+                    guidance_preset = gr.Radio(list(GUIDANCE_PRESETS), label="Guidance preset", value="General")
+                    inputs["guidance"].render()
+                    with gr.Row():
+                        inputs["width"].render()
+                        inputs["height"].render()
+                    with gr.Row():
+                        inputs["seed"].render()
+                        inputs["randomize_seed"].render()
+                seed_used = gr.Number(
+                    label="Seed used", value=None, interactive=False, precision=0, elem_id="seed-used"
+                )
+                gr.Markdown(HELP)
+    return GenerateTab(inputs, run, stop, image, info, seed_used, step_preset, guidance_preset)
+
+
+# --- Handlers -------------------------------------------------------------------------------------------------------
+
+
+def generate_image(
+    prompt: str,
+    negative_prompt: str,
+    steps: float,
+    guidance: float,
+    width: float,
+    height: float,
+    seed: float,
+    randomize_seed: bool,
+    request: gr.Request,
+    progress: gr.Progress = gr.Progress(),
+    *,
+    ctx: AppContext,
+) -> tuple[str, int, str]:
+    # The docstring (the API's and MCP's description of each parameter) is written from the parameter table below.
+    try:
+        values = (prompt, negative_prompt, steps, guidance, width, height, seed, randomize_seed)
+        settings = settings_from_ui(ctx.options, *values)
+    except ValueError as exc:
+        raise user_error(exc) from None
+    session = session_of(request)
+    stop = ctx.stops.start(session)
+    progress(0, desc="Starting" if is_loaded(ctx.options) else "Loading model")
+    event_id = LocalContext.event_id.get(None)
+
+    def on_step(i: int, n: int) -> None:
+        progress((i, n), desc=f"Step {i}/{n}")
+        if ctx.client_gone(event_id):
+            stop.set()  # the tab was closed or the client went away: free the GPU within one step
+
+    try:
+        result = generate(get_pipeline(ctx.options), settings, on_step=on_step, stop=stop)
+        path = save_or_keep(result, ctx.config.outputs)
+    except GenerationStopped:
+        raise gr.Error("Stopped before the image was finished; nothing was saved.", title="Stopped") from None
+    except Exception as exc:  # the server must survive any failure inside the pipeline
+        raise user_error(exc) from exc
+    finally:
+        ctx.stops.finish(session, stop)
+    return str(path), result.seed, info_line(result)
+
+
+def api_docstring(summary: str, extra_args: dict[str, str], returns: str) -> str:
+    """A handler's docstring, in the Google style Gradio reads for the API page and MCP tools, with one `Args` line
+    per setting of the parameter table (its help and range)."""
+    lines = [summary, "", "Args:"]
+    for param in PARAMS:
+        rng = f"; {param.range.describe()}" if param.range is not None and param.kind != "seed" else ""
+        default = f" (default {param.range.default:g})" if param.kind == "number" and param.name != "steps" else ""
+        lines.append(f"    {param.name}: {param.help}{rng}{default}.")
+    lines += [f"    {name}: {text}." for name, text in extra_args.items()]
+    return "\n".join([*lines, "", "Returns:", f"    {returns}."])
+
+
+generate_image.__doc__ = api_docstring(
+    "Generate one image with SD3.5 Medium (or the app's loaded model).",
+    {"randomize_seed": "draw a new random seed for this image, ignoring seed"},
+    "The PNG file (settings embedded), the seed used, and a one-line summary",
+)
+
+
+def stop_generation(request: gr.Request, *, ctx: AppContext) -> None:
+    """Stop this user's running generation within one step (or a waiting one as soon as it starts)."""
+    session = session_of(request)
+    if not ctx.stops.stop(session) and ctx.has_waiting_job(session):
+        ctx.stops.stop_when_started(session)
+
+
+def _preset_value(table: dict[str, float], name: str | None) -> Any:
+    return table[name] if name in table else gr.skip()
+
+
+def _matching_preset(table: dict[str, float], value: Any) -> str | None:
+    for name, preset in table.items():
+        try:
+            if float(value) == preset:
+                return name
+        except (TypeError, ValueError):
+            break
+    return None
+
+
+# --- Wiring ---------------------------------------------------------------------------------------------------------
+
+
+def wire(ctx: AppContext, tab: GenerateTab) -> None:
+    for preset, control, table in (
+        (tab.step_preset, tab.inputs["steps"], STEP_PRESETS),
+        (tab.guidance_preset, tab.inputs["guidance"], GUIDANCE_PRESETS),
+    ):
+        # A preset the user picks sets its slider; a slider moved (or loaded from an image) shows the preset it
+        # matches, if any. `.input`, not `.change`, on the preset: a preset set by the slider must not set the
+        # slider back, or two quick slider moves can race and a stale reply moves the slider to an old value.
+        preset.input(partial(_preset_value, table), preset, control, api_visibility="private", queue=False)
+        control.change(partial(_matching_preset, table), control, preset, api_visibility="private", queue=False)
+    gr.on(
+        triggers=[tab.run.click, tab.inputs["prompt"].submit],
+        fn=zerogpu.gpu(zerogpu.generate_duration)(bind(generate_image, ctx=ctx)),
+        inputs=list(tab.inputs.values()),
+        outputs=[tab.image, tab.seed_used, tab.info],
+        api_name="generate",
+        concurrency_id="gpu",
+        concurrency_limit=ctx.config.concurrency,
+    )
+    tab.stop.click(bind(stop_generation, ctx=ctx), None, None, api_name="stop", queue=False)
+
+
+def build_generate_tab(ctx: AppContext) -> GenerateTab:
+    """Add the Generate tab; call inside the app's `gr.Tabs`, before the other tabs (they read
+    `ctx.generate_inputs`). Its events are wired once every tab is built (`ctx.run_deferred()`), i.e. registered
+    after the other tabs' events, as they always were: the events' order is visible to clients (fn_index, the order
+    of MCP tools, and Gradio's cumulative `file_data_present` flag in /gradio_api/mcp/schema)."""
+    tab = layout(ctx.spec)
+    ctx.generate_inputs = dict(tab.inputs)
+    ctx.defer(lambda: wire(ctx, tab))
+    return tab
