@@ -1,8 +1,15 @@
-"""Shared fixtures: offline environment, the tiny pipeline (real classes, random weights), a running app."""
+"""Shared fixtures of every layer: offline environment, the tiny pipeline (real classes, random weights), its size
+limits, a copy of its folder to damage. Each layer's own fixtures are in its folder's conftest.py: the running app in
+app/, the command line in pipeline/; the browser tests' in browser/browser_support.py.
+
+The layers: unit/ (pure, no model, seconds), pipeline/ (the tiny pipeline, no server), app/ (a live Gradio server),
+browser/ (Chromium through Playwright). Helpers shared across layers (docs_support, png_support, app_support) sit in
+this folder, which pyproject.toml puts on sys.path (`pythonpath`)."""
 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -13,8 +20,21 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import pytest  # noqa: E402
 
+LAYERS = ("unit", "pipeline", "app", "browser")  # the order a full run takes: fastest first
+
+
+def layer_rank(item: pytest.Item) -> int:
+    """The position of the item's layer folder in LAYERS; anything else runs last."""
+    tests = Path(__file__).parent
+    folder = item.path.relative_to(tests).parts[0] if item.path.is_relative_to(tests) else ""
+    return LAYERS.index(folder) if folder in LAYERS else len(LAYERS)
+
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # Layer by layer, whatever order the paths were given in (a stable sort: each file keeps its order). This also
+    # matters for one cache: the browser tests load the trained "tiny" model, which takes the place of the session's
+    # `tiny_pipe` in `get_pipeline`'s one-pipeline cache, and test_pipeline.py checks `tiny_pipe` is the cached one.
+    items.sort(key=layer_rank)
     import torch
 
     if torch.cuda.is_available():
@@ -46,36 +66,11 @@ def tiny_spec():
     return model_spec("tiny-random")
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory, tiny_options):
-    """The real app on the tiny model, served on a free loopback port for gradio_client."""
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
-    outputs = tmp_path_factory.mktemp("outputs")
-    config = AppConfig(load=tiny_options, outputs=outputs, queue_size=8)
-    app = create_app(config)
-    launch(app, config, host="127.0.0.1", port=None, prevent_thread_lock=True, quiet=True)
-    yield app, config
-    app.close()
-
-
 @pytest.fixture()
-def client(app_server):
-    from gradio_client import Client
+def model_copy(tmp_path, tiny_options):
+    """A copy of the tiny model folder on disk, to damage."""
+    from sd35ui.models.tiny import tiny_model_path
 
-    app, _ = app_server
-    return Client(app.local_url, verbose=False)
-
-
-@pytest.fixture(scope="session")
-def cli():
-    """Run `python -m sd35ui COMMAND ARGS` as a user would, on the random tiny model; returns the finished process
-    (exit code, stdout, stderr as text)."""
-    import subprocess
-    import sys
-
-    def run(command: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "sd35ui", command, "--model", "tiny-random", *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-
-    return run
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model_path(tiny_options.model), folder)
+    return folder

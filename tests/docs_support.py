@@ -99,3 +99,8 @@ def env_of(instructions: list[Instruction]) -> dict[str, str]:
                 key, _, value = item.partition("=")
                 env[key] = value
     return env
+
+
+def instructions(image: list[Instruction], keyword: str) -> list[Instruction]:
+    """The image's instructions of one kind (FROM, CMD, HEALTHCHECK ...), in order."""
+    return [ins for ins in image if ins.keyword == keyword]

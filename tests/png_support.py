@@ -1,28 +1,27 @@
-"""Hostile PNGs dropped on "Load settings from a PNG" (issue 14): each gives loaded settings or a clear message,
-at once, without decoding pixels or inflating compressed text without bound, and the server keeps serving.
+"""PNGs for the tests, built by hand.
 
-The PNGs are built chunk by chunk here (PIL writes only well-formed files): text before or after the image data,
-zlib bombs, cut-short files, bad checksums, text that is not UTF-8, a 9000x9000 RGBA header."""
+Hostile PNGs for "Load settings from a PNG" (issue 14), used by tests/unit/test_hostile_png.py (read directly) and
+tests/app/test_hostile_png_app.py (dropped on the live app). They are built chunk by chunk here (PIL writes only
+well-formed files): text before or after the image data, zlib bombs, cut-short files, bad checksums, text that is not
+UTF-8, a 9000x9000 RGBA header. `CORPUS` pairs each with what loading it must give.
+
+A1111-style PNGs for the History tests (tests/unit/test_history.py, tests/app/test_history_app.py).
+"""
 
 from __future__ import annotations
 
 import functools
 import json
 import struct
-import subprocess
-import sys
-import threading
 import zlib
 from pathlib import Path
 
 import pytest
-from gradio_client import handle_file
-from gradio_client.exceptions import AppError
+from PIL import Image, PngImagePlugin
 
 from sd35ui.core import history, metadata
 
-SKIP = {"__type__": "update"}  # what /load_settings returns for an input it leaves unchanged
-GENERIC = "has raised an exception"  # Gradio's words for a crash
+# --- hostile PNGs ---------------------------------------------------------------------------------------------------
 
 
 def chunk(kind: bytes, data: bytes, crc: int | None = None) -> bytes:
@@ -157,84 +156,16 @@ def check_loaded(values: dict, expected: dict) -> None:
             assert values[key] == value, key
 
 
-@pytest.mark.timeout(60)
-@pytest.mark.parametrize("name", CORPUS)
-def test_hostile_png_loads_or_gets_a_clear_message(corpus, name):
-    expected = CORPUS[name][1]
-    if isinstance(expected, str):
-        with pytest.raises(ValueError, match=expected) as caught:
-            history.load_settings(corpus[name])
-        assert "recursion" not in str(caught.value) and len(str(caught.value)) < 400
-        return
-    loaded = history.load_settings(corpus[name])
-    check_loaded(loaded.values, expected)
-    for key, value in expected.items():
-        if value is None:  # left out with a note, so the Generate tab keeps its own value
-            assert any(key in note for note in loaded.notes), loaded.notes
+# --- A1111-style PNGs -----------------------------------------------------------------------------------------------
+
+A1111_TEXT = (
+    "a photo of a cat, highly detailed\nNegative prompt: blurry, lowres\nSteps: 30, Sampler: DPM++ 2M Karras, "
+    "CFG scale: 7, Seed: 3288463651, Size: 832x1216, Model hash: 31e35c80fc, Model: sd_xl_base_1.0, Version: v1.6.0"
+)
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("name", CORPUS)
-def test_hostile_png_through_the_live_app(client, corpus, name):
-    expected = CORPUS[name][1]
-    job = client.submit(handle_file(str(corpus[name])), api_name="/load_settings")
-    if isinstance(expected, str):
-        with pytest.raises(AppError, match=expected) as caught:
-            job.result(timeout=30)
-        assert GENERIC not in str(caught.value) and "recursion" not in str(caught.value)
-    else:
-        outputs = job.result(timeout=30)
-        values = {k: v for k, v in zip(history.GENERATE_KEYS, outputs) if v != SKIP}
-        check_loaded(values, expected)
-    _, position, _ = client.predict(0, False, api_name="/history")  # the server keeps serving
-    assert "newest first" in position or "No results" in position
-
-
-@pytest.mark.timeout(120)
-def test_hostile_settings_are_answered_while_history_is_served(client, corpus):
-    """Six dropped PNGs at once (three times the event's concurrency limit): the 1 MB line is refused and the
-    longest lines allowed are read, each before a timeout, and /history answers meanwhile."""
-    names = ["1 MB line without a colon", "long line without a colon, allowed", "unterminated quoted values"] * 2
-    jobs = [client.submit(handle_file(str(corpus[name])), api_name="/load_settings") for name in names]
-    served = []
-    browse = threading.Thread(target=lambda: served.append(client.predict(0, False, api_name="/history")))
-    browse.start()
-    browse.join(timeout=30)
-    assert served, "/history did not answer while the hostile PNGs were read"
-    for name, job in zip(names, jobs):
-        if isinstance(CORPUS[name][1], str):
-            with pytest.raises(AppError, match="too long"):
-                job.result(timeout=30)
-        else:
-            assert job.result(timeout=30)[0] == CORPUS[name][1]["prompt"]
-
-
-PEAK_MEMORY = """
-import resource, sys
-from sd35ui.core import history
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-loaded = history.load_settings(sys.argv[1])
-print(loaded.values["seed"], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)
-"""
-
-
-@pytest.mark.timeout(120)
-def test_text_after_the_image_data_is_read_without_decoding_the_pixels(corpus):
-    """9000x9000 RGBA is 324 MB of pixels (PIL reached text stored after them only by decoding them all)."""
-    path = corpus["9000x9000 RGBA, text after the image data"]
-    assert path.stat().st_size < 400_000
-    command = [sys.executable, "-c", PEAK_MEMORY, str(path)]
-    run = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parents[1])
-    assert run.returncode == 0, run.stderr
-    seed, grown_mb = map(int, run.stdout.split())
-    assert seed == 5
-    assert grown_mb < 32, f"reading the settings grew the process by {grown_mb} MB"
-
-
-def test_text_chunks_are_read_wherever_they_lie(tmp_path):
-    before, after = text("a", "1"), itxt("b", "2", compressed=True)
-    path = tmp_path / "x.png"
-    path.write_bytes(png([before, chunk(b"zTXt", b"c\0\0" + zlib.compress(b"3"))], [after]))
-    with path.open("rb") as f:
-        f.seek(len(history.PNG_SIGNATURE))
-        assert history.png_text_chunks(f) == ({"a": "1", "c": "3", "b": "2"}, [])
+def a1111_png(path, text=A1111_TEXT):
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", text)
+    Image.new("RGB", (16, 16), "blue").save(path, pnginfo=info)
+    return path

@@ -167,7 +167,7 @@ def keeps_serving(client: Client) -> None:
 
 def generate_cost(tiny_options, values: dict[str, Any]) -> int | None:
     """Pixel-steps a /generate call would run, or None when the app will reject it (cheap)."""
-    from sd35ui.app.ui import settings_from_ui
+    from sd35ui.app.generate_tab import settings_from_ui
 
     try:
         s = settings_from_ui(

@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
     "--disable-quic",
 ]
 VIEWPORT = {"width": 1280, "height": 900}
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
 SKIP_REASON = f"needs Playwright (pip) and Debian's Chromium at {CHROMIUM} (apt-get install -y chromium)"
 GENERATION_TIMEOUT_MS = 60_000  # the tiny model is fast, but the CI machine's 2 cores are shared
 

@@ -1,22 +1,19 @@
-"""Deployment: the Dockerfile against what the README documents (no Docker engine needed), hadolint, the Spaces
-front matter, ZeroGPU support without the `spaces` package, and `--share` without internet."""
+"""Deployment without starting anything: the Dockerfile against what the README documents (no Docker engine
+needed), hadolint, the Spaces front matter, ZeroGPU support without the `spaces` package. What needs a running app
+(the healthcheck, a Space without `spaces`, `--share` without internet) is in tests/app/test_deploy_app.py."""
 
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import time
 import types
-import urllib.request
 from pathlib import Path
 
 import pytest
-from docs_support import ROOT, dockerfile, documented_commands, env_of, front_matter
+from docs_support import ROOT, dockerfile, documented_commands, env_of, front_matter, instructions
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,10 +28,6 @@ TORCH_CUDA = {"2.13.0": "13.0"}
 @pytest.fixture(scope="module")
 def image():
     return dockerfile()
-
-
-def instructions(image, keyword: str):
-    return [ins for ins in image if ins.keyword == keyword]
 
 
 def requirement_pin(name: str) -> str:
@@ -129,24 +122,6 @@ def test_no_token_in_the_image_and_a_non_root_user(image):
     users = instructions(image, "USER")
     assert users and users[-1].args.split(":")[0] not in ("root", "0")
     assert image.index(users[-1]) < image.index(instructions(image, "ENTRYPOINT")[0])
-
-
-def test_healthcheck_passes_on_the_live_app_and_fails_without_it(image, app_server):
-    (health,) = instructions(image, "HEALTHCHECK")
-    command = health.exec_form()
-    assert command[0] == "python"
-    app, _ = app_server
-    port = app.local_url.rstrip("/").rsplit(":", 1)[1]
-    env = {**os.environ, "GRADIO_SERVER_PORT": port}
-    ok = subprocess.run([sys.executable, *command[1:]], env=env, capture_output=True, timeout=30)
-    assert ok.returncode == 0, ok.stderr
-    with socket.socket() as free:
-        free.bind(("127.0.0.1", 0))
-        closed = str(free.getsockname()[1])
-    down = subprocess.run(
-        [sys.executable, *command[1:]], env={**env, "GRADIO_SERVER_PORT": closed}, capture_output=True, timeout=30
-    )
-    assert down.returncode != 0
 
 
 def test_dockerignore_keeps_local_state_out_and_the_app_in():
@@ -255,76 +230,3 @@ def test_on_zerogpu_wraps_with_spaces_gpu_and_the_duration_function(monkeypatch)
     config.Config.zero_gpu = False  # a Space on dedicated hardware
     assert not zerogpu.on_zerogpu()
     assert zerogpu.gpu(zerogpu.generate_duration)(work) is work
-
-
-def test_app_runs_on_a_space_without_the_spaces_package(monkeypatch, tmp_path, tiny_options):
-    from gradio_client import Client
-
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
-    monkeypatch.setenv("SPACE_ID", "someone/sd35ui")
-    monkeypatch.setitem(sys.modules, "spaces", None)
-    monkeypatch.setitem(sys.modules, "spaces.config", None)
-    config = AppConfig(load=tiny_options, outputs=tmp_path)
-    app = create_app(config)
-    launch(app, config, port=None, prevent_thread_lock=True, quiet=True)
-    try:
-        client = Client(app.local_url, verbose=False)
-        _, seed, info = client.predict(
-            prompt="a red circle",
-            negative_prompt="",
-            steps=4,
-            guidance=4.5,
-            width=64,
-            height=64,
-            seed=3,
-            randomize_seed=False,
-            api_name="/generate",
-        )
-        assert seed == 3 and "64x64" in info
-    finally:
-        app.close()
-
-
-# --- Share link ---------------------------------------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow
-def test_share_without_internet_still_serves_locally(tmp_path):
-    """`--share` asks Gradio's share server for a tunnel; with no internet it prints "Could not create share link"
-    and goes on serving locally (with internet it prints the public URL instead)."""
-    port = _free_port()
-    log = tmp_path / "demo.log"
-    env = {**os.environ, "SD35UI_OUTPUTS": str(tmp_path / "outputs"), "HF_HUB_OFFLINE": "1"}
-    with open(log, "w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "demo.py", "--model", "tiny-random", "--share", "--port", str(port)],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            text = log.read_text()
-            if "Could not create share link" in text or "Running on public URL" in text:
-                break
-            assert proc.poll() is None, f"demo.py exited early:\n{text[-3000:]}"
-            assert time.monotonic() < deadline, f"no share-link outcome after 180 s:\n{text[-3000:]}"
-            time.sleep(0.5)
-        assert f"Running on local URL:  http://127.0.0.1:{port}" in text
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as page:
-            assert page.status == 200
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()

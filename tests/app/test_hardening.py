@@ -1,7 +1,8 @@
 """Holes found by an adversarial run against the live app (issue 14), each checked on the real code: Gradio's cache
 bounded in size and age (real uploads over HTTP), every route behind the login with `--auth` and failed logins
-limited per address (real HTTP to a live app), queue and port flags checked by argparse, and start-up mistakes
-(port, outputs folder, model folder) reported in one line by demo.py run as a user would."""
+limited per address (real HTTP to a live app), and start-up mistakes (port, outputs folder, model folder) reported
+in one line by demo.py run as a user would. What needs no live app is in tests/unit/test_hardening_unit.py and
+tests/pipeline/test_hardening_pipeline.py; the login page in a browser in tests/browser/test_hardening_browser.py."""
 
 from __future__ import annotations
 
@@ -11,36 +12,20 @@ import socket
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
+from app_support import serve
 
-import demo
-from sd35ui.app.access import FAILED_LOGIN_WINDOW_S, MAX_FAILED_LOGINS, LoginLimiter, too_many_logins_message
-from sd35ui.core.pipeline import LoadOptions, ModelNotFoundError, _looks_local, check_model_folder
+from sd35ui.app.access import LoginLimiter
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 ARGS = dict(
     prompt="a red circle", negative_prompt="", steps=2, guidance=4.5, width=64, height=64, seed=5, randomize_seed=False
 )
 MB = 2**20
-
-
-@contextmanager
-def serve(tmp_path: Path, **launch_kwargs):
-    """A fresh app on the tiny model, with its own outputs folder, on a free loopback port."""
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
-    config = AppConfig(load=LoadOptions(model="tiny-random"), outputs=tmp_path / "outputs")
-    app = create_app(config)
-    launch(app, config, host="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs)
-    try:
-        yield app
-    finally:
-        app.close()
 
 
 def upload(http: httpx.Client, name: str, data: bytes) -> httpx.Response:
@@ -181,128 +166,6 @@ def test_failed_logins_are_limited_per_address(tmp_path):
         assert attacker.get("/config").status_code == 200
 
 
-@pytest.mark.browser
-def test_in_a_browser_the_login_page_and_the_app_behind_it_work_through_the_gate(tmp_path):
-    from browser_support import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, browser_available, set_settings, wait_for_image
-
-    if not browser_available():
-        pytest.skip(SKIP_REASON)
-    from playwright.sync_api import sync_playwright
-
-    with serve(tmp_path, auth=AUTH) as app, sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            page = browser.new_page()
-            page.set_default_timeout(60_000)
-            refused = []
-            page.on("response", lambda r: r.status >= 400 and refused.append((r.status, r.url)))
-            page.goto(app.local_url)
-            page.locator("input[type=password]").wait_for()
-            assert refused == [], "the login page loads all it needs without the login"
-            page.locator("input[type=text]").fill(AUTH[0])
-            page.locator("input[type=password]").fill(AUTH[1])
-            page.get_by_role("button", name="Login").click()
-            page.locator("#prompt textarea").wait_for()
-            set_settings(page, steps=2, width=64, height=64, seed=3)
-            page.locator("#prompt textarea").fill("a red circle")
-            page.locator("#prompt textarea").press("Enter")
-            wait_for_image(page)
-            assert refused == [], "queue, progress and the result's file all pass the gate with the login cookie"
-        finally:
-            browser.close()
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def test_the_login_limiter_blocks_an_address_after_five_failures_in_a_minute():
-    assert (MAX_FAILED_LOGINS, FAILED_LOGIN_WINDOW_S) == (5, 60.0)
-    clock = Clock()
-    limiter = LoginLimiter(clock=clock)
-    for _ in range(4):
-        limiter.failed("10.0.0.1")
-        clock.now += 10
-    assert limiter.retry_after("10.0.0.1") == 0
-    limiter.failed("10.0.0.1")  # the 5th within 60 s (at 1000, 1010, 1020, 1030, 1040)
-    assert limiter.retry_after("10.0.0.1") == pytest.approx(20.0)  # until the first is 60 s old
-    assert limiter.retry_after("10.0.0.2") == 0, "per address"
-    clock.now += 19.5
-    assert limiter.retry_after("10.0.0.1") == pytest.approx(0.5)
-    clock.now += 0.5
-    assert limiter.retry_after("10.0.0.1") == 0
-    limiter.failed("10.0.0.1")  # 5 within the last 60 s again (1010 ... 1060)
-    assert limiter.retry_after("10.0.0.1") == pytest.approx(10.0)
-    assert too_many_logins_message(9.2) == "Too many failed logins; wait 10 s"
-
-
-def test_a_right_login_forgets_earlier_failures_and_old_failures_age_out():
-    clock = Clock()
-    limiter = LoginLimiter(max_failures=3, window_s=60, clock=clock)
-    limiter.failed("a")
-    limiter.failed("a")
-    limiter.succeeded("a")
-    limiter.failed("a")
-    limiter.failed("a")
-    assert limiter.retry_after("a") == 0
-    clock.now += 61
-    limiter.failed("a")
-    assert limiter.retry_after("a") == 0, "failures older than the window do not count"
-
-
-def test_the_login_limiter_tracks_a_bounded_number_of_addresses():
-    clock = Clock()
-    limiter = LoginLimiter(max_failures=1, window_s=60, clock=clock, max_addresses=100)
-    for i in range(1000):
-        limiter.failed(f"10.0.{i // 256}.{i % 256}")
-        clock.now += 0.01
-    assert len(limiter._failures) <= 100
-    assert limiter.retry_after("10.0.3.231") > 0, "the most recent address is still blocked"
-    with pytest.raises(ValueError):
-        LoginLimiter(max_failures=0)
-
-
-# 5. Queue and port flags -------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "flag, value, message",
-    [
-        ("--queue-size", "0", "must be a whole number of at least 1"),
-        ("--queue-size", "-1", "must be a whole number of at least 1"),
-        ("--queue-size", "many", "must be a whole number of at least 1"),
-        ("--concurrency", "0", "must be a whole number of at least 1"),
-        ("--concurrency", "1.5", "must be a whole number of at least 1"),
-        ("--cache-limit-mb", "0", "must be a whole number of at least 1"),
-        ("--cache-max-age", "-5", "must be a whole number of at least 1"),
-        ("--port", "0", "must be a whole number from 1 to 65535"),
-        ("--port", "99999", "must be a whole number from 1 to 65535"),
-    ],
-)
-def test_flags_out_of_range_are_refused_by_argparse(flag, value, message, capsys):
-    with pytest.raises(SystemExit) as exit_info:
-        demo.main([flag, value])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert f"error: argument {flag}: {message}, got '{value}'" in err and "Traceback" not in err
-
-
-def test_flags_in_range_are_accepted():
-    args = demo.parse_args(["--queue-size", "1", "--concurrency", "2", "--port", "65535", "--cache-limit-mb", "5"])
-    assert (args.queue_size, args.concurrency, args.port, args.cache_limit_mb) == (1, 2, 65535, 5)
-    assert demo.parse_args([]).cache_max_age == 24 * 3600
-    from sd35ui.app import ui
-
-    assert (demo.DEFAULT_CACHE_LIMIT_MB, demo.DEFAULT_CACHE_MAX_AGE_S) == (
-        ui.DEFAULT_CACHE_LIMIT_MB,
-        ui.DEFAULT_CACHE_MAX_AGE_S,
-    ), "demo.py's defaults (kept there so --help need not import Gradio) match launch()'s"
-
-
 # 10. Start-up mistakes: one line, the fix, no traceback ------------------------------------------------------------
 
 
@@ -370,15 +233,6 @@ def test_a_model_folder_that_does_not_exist_says_so_even_without_a_gpu():
     assert "--model tiny" in line and "CUDA" not in done.stderr
 
 
-@pytest.fixture()
-def model_copy(tmp_path):
-    from sd35ui.models.tiny import tiny_model_path
-
-    folder = tmp_path / "model"
-    shutil.copytree(tiny_model_path("tiny-random"), folder)
-    return folder
-
-
 def test_a_model_folder_without_its_vae_names_the_missing_folder(model_copy):
     shutil.rmtree(model_copy / "vae")
     done = run_demo("--model", str(model_copy), "--port", str(free_port()))  # no --allow-cpu: checked first
@@ -387,32 +241,3 @@ def test_a_model_folder_without_its_vae_names_the_missing_folder(model_copy):
     assert line.startswith(f"Error: {model_copy} has no vae/ folder; a diffusers SD3 model folder needs ")
     assert "model_index.json, " in line and "transformer/" in line and "text_encoder/" in line
     assert "CUDA" not in done.stderr
-
-
-def test_model_folder_checks_follow_model_index_json(model_copy):
-    check_model_folder(LoadOptions(model=str(model_copy)))  # complete: no error
-    shutil.rmtree(model_copy / "text_encoder_3")
-    with pytest.raises(ModelNotFoundError, match="has no text_encoder_3/ folder"):
-        check_model_folder(LoadOptions(model=str(model_copy)))
-    check_model_folder(LoadOptions(model=str(model_copy), t5="drop"))  # --t5 drop never loads it
-    (model_copy / "model_index.json").write_text("{not json")
-    with pytest.raises(ModelNotFoundError, match="model_index.json cannot be read"):
-        check_model_folder(LoadOptions(model=str(model_copy)))
-    with pytest.raises(ModelNotFoundError, match="it is a file, not a folder"):
-        check_model_folder(LoadOptions(model=str(model_copy / "model_index.json")))
-
-
-@pytest.mark.parametrize(
-    "model, local",
-    [
-        ("stabilityai/stable-diffusion-3.5-medium", False),
-        ("/models/sd35", True),
-        ("./sd35", True),
-        ("../sd35", True),
-        ("~/sd35", True),
-        ("models/sd35/medium", True),
-        ("sd35", True),
-    ],
-)
-def test_local_paths_are_told_from_hub_ids(model, local):
-    assert _looks_local(model) is local
