@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     sh = commands.add_parser(
         "sheet",
         help="make a contact sheet: one image per combination of X and Y values",
-        description=f"Axes: Steps, Guidance, Seed or 'Prompt S/R'. Values: {sheet.FORMAT_HELP}.",
+        description=f"Axes: {', '.join(sheet.AXIS_CHOICES)}. Values: {sheet.FORMAT_HELP}.",
     )
     _add_settings_arguments(sh)
     sh.add_argument(

@@ -20,11 +20,11 @@ import gradio as gr
 from gradio.context import LocalContext
 
 from sd35ui.app import zerogpu
-from sd35ui.app.context import AppContext, bind, session_of, slider, unchecked, user_error
+from sd35ui.app.context import AppContext, bind, control_for, session_of, slider, unchecked, user_error
 from sd35ui.core import sheet, storage
 from sd35ui.core.generate import GenerationOutOfMemory
 from sd35ui.core.pipeline import get_pipeline
-from sd35ui.core.settings import GENERATE_KEYS, PARAMS, RANGES, GenerationSettings, ModelSpec
+from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, RANGES, GenerationSettings, ModelSpec
 
 HELP = f"""Values: {sheet.FORMAT_HELP}. **Prompt S/R**: the first value is text to find in the prompt, each value
 replaces it (`fox, cat, owl`). The seed is fixed for the whole sheet (-1 draws one at random) unless Seed is an
@@ -58,6 +58,7 @@ def sheet_spec_from_ui(
     margin: Any = 0,
     legend: Any = True,
     swap: Any = False,
+    shift: Any = PARAM["shift"].range.default,
 ) -> sheet.SheetSpec:
     """The one place Compare-tab and API values become a validated, size-checked sheet spec."""
     for name, value in (("X axis", x_axis), ("X values", x_values), ("Y axis", y_axis), ("Y values", y_values)):
@@ -76,6 +77,7 @@ def sheet_spec_from_ui(
         width=width,
         height=height,
         seed=_seed(seed),
+        shift=shift,
     )
     spec = sheet.make_spec(
         base,
@@ -146,6 +148,7 @@ class CompareTab:
     pick_b: gr.Dropdown
     left: gr.Image
     right: gr.Image
+    later: dict[str, Any]  # the controls of settings added to the API since (Param.api_tail), by name
 
     def axis_inputs(self) -> list[Any]:
         """`preview`'s inputs: what decides the sheet's size."""
@@ -156,13 +159,13 @@ class CompareTab:
 
     def settings_inputs(self) -> list[Any]:
         """This tab's control of each setting, in PARAMS order."""
-        controls = {"prompt": self.prompt, "negative_prompt": self.negative, "seed": self.seed}
+        controls = {"prompt": self.prompt, "negative_prompt": self.negative, **self.later}
         return [controls.get(p.name) or getattr(self, p.name) for p in PARAMS]
 
     def sheet_inputs(self) -> list[Any]:
         """/contact_sheet's inputs, in API order."""
         layout = [self.show_times, self.margin, self.legend, self.swap]
-        return [self.prompt, self.negative, *self.axis_inputs(), *layout]
+        return [self.prompt, self.negative, *self.axis_inputs(), *layout, *self.later.values()]
 
 
 def _prompt_row(spec: ModelSpec) -> dict[str, Any]:
@@ -203,6 +206,7 @@ def _settings(spec: ModelSpec) -> dict[str, Any]:
                     label="Seed (-1: one random seed for the sheet)", value=-1, precision=0, elem_id="sheet-seed"
                 )
             )
+        later = {p.name: control_for(p, spec, f"sheet-{p.name}", render=True) for p in PARAMS if p.api_tail}
         copy = gr.Button("Copy settings from the Generate tab", size="sm")
     with gr.Accordion("Layout", open=False):
         with gr.Row():
@@ -224,6 +228,7 @@ def _settings(spec: ModelSpec) -> dict[str, Any]:
         legend=legend,
         swap=swap,
         margin=margin,
+        later=later,
     )
 
 
@@ -396,6 +401,7 @@ def make_sheet(
     margin: float = 0,
     legend: bool = True,
     swap: bool = False,
+    shift: float = PARAM["shift"].range.default,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
@@ -406,7 +412,7 @@ def make_sheet(
     Args:
         prompt: what every image should show.
         negative_prompt: what they should not show (may be empty).
-        x_axis: the setting varied across columns: Steps, Guidance, Seed or Prompt S/R.
+        x_axis: the setting varied across columns: Steps, Guidance, Seed, Shift or Prompt S/R.
         x_values: its values: a list "3, 4.5, 6", a range by step "10-40(+10)" or by count "3-7.5[4]"; for
             Prompt S/R the first value is the text to find in the prompt and every value replaces it.
         y_axis: the setting varied down rows, or "None" for a single strip.
@@ -420,12 +426,13 @@ def make_sheet(
         margin: pixels between cells.
         legend: draw axis labels and the title line.
         swap: swap the axes (X down the side, Y across the top).
+        shift: the noise schedule's shift (1.0-10.0; SD3.5 Medium's own: 3) unless Shift is an axis.
 
     Returns:
         The sheet PNG (axes and fixed settings in its metadata), the cells, a status line and a zip of all.
     """
     axes = (x_axis, x_values, y_axis, y_values)
-    fixed = (steps, guidance, width, height, seed, show_times, margin, legend, swap)
+    fixed = (steps, guidance, width, height, seed, show_times, margin, legend, swap, shift)
     try:
         spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed)
     except ValueError as exc:
@@ -456,8 +463,8 @@ def open_in_generate(made: list[dict[str, Any]], evt: gr.SelectData) -> list[Any
     """The settings of the clicked cell, one value per Generate-tab input (GENERATE_KEYS), and that tab selected."""
     if not made or evt.index is None or evt.index >= len(made):
         return [gr.skip()] * (len(GENERATE_KEYS) + 1)
-    settings = made[evt.index]["settings"]
-    return [*(settings[p.name] for p in PARAMS), False, gr.Tabs(selected="generate")]
+    values = {**made[evt.index]["settings"], "randomize_seed": False}
+    return [*(values[key] for key in GENERATE_KEYS), gr.Tabs(selected="generate")]
 
 
 def copy_from_generate(*values: Any) -> list[Any]:

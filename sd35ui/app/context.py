@@ -19,7 +19,7 @@ import gradio as gr
 from sd35ui.core import storage
 from sd35ui.core.generate import GenerationOutOfMemory
 from sd35ui.core.pipeline import LoadOptions, PipelineError, model_spec
-from sd35ui.core.settings import GENERATE_KEYS, ModelSpec, Range
+from sd35ui.core.settings import GENERATE_KEYS, ModelSpec, Param, Range
 
 
 @dataclass
@@ -202,3 +202,26 @@ class AppContext:
     def generate_targets(self, keys: tuple[str, ...] = GENERATE_KEYS) -> list[Any]:
         """The Generate tab's input components in `keys` order (for events that fill them in)."""
         return [self.generate_inputs[key] for key in keys]
+
+
+# How each setting's control looks, beyond what the parameter table says (label, range, default).
+CONTROL_LOOKS: dict[str, dict[str, Any]] = {
+    "prompt": dict(placeholder="Describe the image, then press Enter", lines=1, max_lines=6, scale=5),
+    "negative_prompt": dict(lines=1, max_lines=4, elem_id="negative"),
+}
+
+
+def control_for(param: Param, spec: ModelSpec, elem_id: str | None = None, render: bool = False) -> Any:
+    """The Gradio control of one setting, from the parameter table, with `spec`'s steps and sizes (unrendered unless
+    `render`; `elem_id` defaults to the Generate tab's)."""
+    looks = {"elem_id": param.name, **CONTROL_LOOKS.get(param.name, {}), "render": render}
+    if elem_id is not None:
+        looks["elem_id"] = elem_id
+    if param.kind == "text":
+        return gr.Textbox(label=param.label, **looks)
+    rng = param.range_for(spec)
+    if param.kind == "seed":
+        return unchecked(
+            gr.Number(label=param.label, value=0, precision=0, minimum=rng.minimum, maximum=rng.maximum, **looks)
+        )
+    return slider(rng, label=param.label, **looks)

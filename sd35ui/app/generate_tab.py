@@ -16,18 +16,18 @@ import gradio as gr
 from gradio.context import LocalContext
 
 from sd35ui.app import zerogpu
-from sd35ui.app.context import AppContext, bind, session_of, slider, unchecked, user_error
+from sd35ui.app.context import AppContext, bind, control_for, session_of, user_error
 from sd35ui.core import metadata, storage
 from sd35ui.core.generate import GenerationResult, GenerationStopped, generate
 from sd35ui.core.pipeline import LoadOptions, get_pipeline, is_loaded, model_spec
 from sd35ui.core.settings import (
     GENERATE_KEYS,
     GUIDANCE_PRESETS,
+    PARAM,
     PARAMS,
     STEP_PRESETS,
     GenerationSettings,
     ModelSpec,
-    Param,
     check_flag,
 )
 
@@ -45,8 +45,10 @@ The **seed** picks the starting noise: the same settings and seed give the same 
 def settings_from_ui(options: LoadOptions, *values: Any) -> GenerationSettings:
     """The one place UI/API values become settings: `values` in GENERATE_KEYS order (every setting of the
     parameter table, then randomize_seed). Raises ValueError with a message for the user."""
-    given = dict(zip(GENERATE_KEYS, values, strict=True))
-    if check_flag("randomize_seed", given.pop("randomize_seed")):
+    if len(values) > len(GENERATE_KEYS):
+        raise ValueError(f"/generate takes at most {len(GENERATE_KEYS)} values: {', '.join(GENERATE_KEYS)}.")
+    given = dict(zip(GENERATE_KEYS, values))  # settings added since (Param.api_tail) may be left out: defaults
+    if check_flag("randomize_seed", given.pop("randomize_seed", None)):
         given["seed"] = None
     return GenerationSettings.validated(model_spec(options.resolve().model), **given)
 
@@ -95,32 +97,12 @@ class GenerateTab:
     guidance_preset: gr.Radio
 
 
-# How each setting's control looks on this tab, beyond what the parameter table says (label, range, default).
-CONTROL_LOOKS: dict[str, dict[str, Any]] = {
-    "prompt": dict(placeholder="Describe the image, then press Enter", lines=1, max_lines=6, scale=5),
-    "negative_prompt": dict(lines=1, max_lines=4, elem_id="negative"),
-}
-
-
-def control_for(param: Param, spec: ModelSpec) -> Any:
-    """The (unrendered) Gradio control of one setting, from the parameter table, with `spec`'s steps and sizes."""
-    looks = {"elem_id": param.name, **CONTROL_LOOKS.get(param.name, {}), "render": False}
-    if param.kind == "text":
-        return gr.Textbox(label=param.label, **looks)
-    rng = param.range_for(spec)
-    if param.kind == "seed":
-        return unchecked(
-            gr.Number(label=param.label, value=0, precision=0, minimum=rng.minimum, maximum=rng.maximum, **looks)
-        )
-    return slider(rng, label=param.label, **looks)
-
-
 def generate_inputs(spec: ModelSpec) -> dict[str, Any]:
     """The /generate inputs, created (not yet placed: `layout` renders each where it goes) in API order
     (GENERATE_KEYS): one control per setting of the parameter table, then "Randomize seed"."""
-    inputs = {param.name: control_for(param, spec) for param in PARAMS}
-    inputs["randomize_seed"] = gr.Checkbox(label="Randomize seed", value=True, elem_id="randomize", render=False)
-    return inputs
+    controls = {param.name: control_for(param, spec) for param in PARAMS}
+    controls["randomize_seed"] = gr.Checkbox(label="Randomize seed", value=True, elem_id="randomize", render=False)
+    return {key: controls[key] for key in GENERATE_KEYS}
 
 
 def layout(spec: ModelSpec) -> GenerateTab:
@@ -161,6 +143,9 @@ def layout(spec: ModelSpec) -> GenerateTab:
                     with gr.Row():
                         inputs["seed"].render()
                         inputs["randomize_seed"].render()
+                    for param in PARAMS:  # settings added since: in the order of the table
+                        if param.api_tail:
+                            inputs[param.name].render()
                 seed_used = gr.Number(
                     label="Seed used", value=None, interactive=False, precision=0, elem_id="seed-used"
                 )
@@ -180,14 +165,15 @@ def generate_image(
     height: float,
     seed: float,
     randomize_seed: bool,
-    request: gr.Request,
+    shift: float = PARAM["shift"].range.default,
+    request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
     ctx: AppContext,
 ) -> tuple[str, int, str]:
     # The docstring (the API's and MCP's description of each parameter) is written from the parameter table below.
     try:
-        values = (prompt, negative_prompt, steps, guidance, width, height, seed, randomize_seed)
+        values = (prompt, negative_prompt, steps, guidance, width, height, seed, randomize_seed, shift)
         settings = settings_from_ui(ctx.options, *values)
     except ValueError as exc:
         raise user_error(exc) from None
@@ -217,11 +203,14 @@ def api_docstring(summary: str, extra_args: dict[str, str], returns: str) -> str
     """A handler's docstring, in the Google style Gradio reads for the API page and MCP tools, with one `Args` line
     per setting of the parameter table (its help and range)."""
     lines = [summary, "", "Args:"]
-    for param in PARAMS:
+    for name in GENERATE_KEYS:  # the API's order
+        if name in extra_args:
+            lines.append(f"    {name}: {extra_args[name]}.")
+            continue
+        param = PARAM[name]
         rng = f"; {param.range.describe()}" if param.range is not None and param.kind != "seed" else ""
         default = f" (default {param.range.default:g})" if param.kind == "number" and param.name != "steps" else ""
         lines.append(f"    {param.name}: {param.help}{rng}{default}.")
-    lines += [f"    {name}: {text}." for name, text in extra_args.items()]
     return "\n".join([*lines, "", "Returns:", f"    {returns}."])
 
 

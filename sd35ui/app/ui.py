@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import gradio as gr
 
 from sd35ui.app.compare_tab import build_compare_tab
@@ -12,14 +14,30 @@ from sd35ui.app.generate_tab import build_generate_tab
 from sd35ui.app.history_tab import build_history_tab
 from sd35ui.app.server import launch
 from sd35ui.core.pipeline import model_banner
+from sd35ui.core.settings import PARAMS
 
 __all__ = ["AppConfig", "create_app", "launch"]
+
+TAIL_PARAMS = sum(1 for p in PARAMS if p.api_tail)
+
+
+class App(gr.Blocks):
+    """gr.Blocks that takes calls written before the settings added since (`Param.api_tail`): Gradio's REST routes
+    refuse a call with fewer values than the event has inputs (gradio_client fills defaults in, curl does not), so
+    such a call's missing trailing values are filled with those controls' defaults here, before Gradio checks them.
+    Written by hand because Gradio 6.31 has no option for it; only the settings added since are ever filled."""
+
+    async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
+        missing = len(block_fn.inputs) - len(inputs)
+        if block_fn.api_name in ("generate", "contact_sheet") and 0 < missing <= TAIL_PARAMS:
+            inputs = [*inputs, *(block.value for block in block_fn.inputs[len(inputs) :])]
+        return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
 
 
 def create_app(config: AppConfig | None = None) -> gr.Blocks:
     ctx = AppContext.create(config or AppConfig())
     banner = model_banner(ctx.options)
-    with gr.Blocks(title="sd35ui · Stable Diffusion 3.5 Medium") as app:
+    with App(title="sd35ui · Stable Diffusion 3.5 Medium") as app:
         ctx.app = app
         gr.Markdown("# sd35ui · Stable Diffusion 3.5 Medium")
         if banner:

@@ -7,10 +7,11 @@ distinct prompt, decoding as cells finish). A stop signal is checked after every
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,20 @@ def is_guided(guidance: float) -> bool:
     return guidance > 1.0  # diffusers turns classifier-free guidance off at <= 1 (one pass per step, not two)
 
 
+@contextlib.contextmanager
+def scheduled(pipe: Any, settings: GenerationSettings) -> Iterator[Any]:
+    """The pipeline's scheduler set up for `settings` (its shift) for one job, and the loaded one back after it.
+    Callers hold the pipeline's lock, so concurrent users never see each other's schedule; building a scheduler from
+    the loaded one's config is cheap and reloads nothing. With the model's own shift nothing is swapped."""
+    original = pipe.scheduler
+    if original.config.get("shift") != settings.shift:
+        pipe.scheduler = type(original).from_config(original.config, shift=settings.shift)
+    try:
+        yield pipe.scheduler
+    finally:
+        pipe.scheduler = original
+
+
 def denoise(
     pipe: Any,
     embeddings: Embeddings,
@@ -147,7 +162,7 @@ def denoise(
     guided = is_guided(settings.guidance)
     # A CPU generator gives the same noise on every device, so a seed means the same picture everywhere.
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    with torch.inference_mode():
+    with torch.inference_mode(), scheduled(pipe, settings):
         return pipe(
             prompt_embeds=embeddings.prompt,
             negative_prompt_embeds=embeddings.negative if guided else None,

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from sd35ui.core import metadata, storage
-from sd35ui.core.settings import GENERATE_KEYS, PARAM, SD35_MEDIUM, GenerationSettings, ModelSpec
+from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, SD35_MEDIUM, GenerationSettings, ModelSpec
 
 PAGE_SIZE = 48  # gallery items per page: 8 rows of 6 thumbnails
 THUMBS_DIR = ".thumbs"  # inside the outputs folder; hidden, so never listed as a result
@@ -397,12 +397,8 @@ def generate_values(
     settings: GenerationSettings = meta["settings"]
     present = set(GENERATE_KEYS)
     if meta["source"] == metadata.PARAMETERS_KEY:
-        fields = meta.get("extra") or {}
-        present = {"prompt", "negative_prompt"}
-        present |= {"steps"} if "Steps" in fields else set()
-        present |= {"guidance"} if "CFG scale" in fields else set()
-        present |= {"seed", "randomize_seed"} if "Seed" in fields else set()
-        present |= {"width", "height"} if "Size" in fields else set()
+        fields = meta.get("extra") or {}  # the A1111 keys of the parameter table that this text holds
+        present = {p.name for p in PARAMS if p.kind == "text" or p.a1111 in fields}
     values: dict[str, Any] = {}
     for key in ("prompt", "negative_prompt"):
         text = getattr(settings, key)
@@ -410,7 +406,7 @@ def generate_values(
             values[key] = text
         else:
             notes.append(f"The PNG's {key.replace('_', ' ')} is not text; it was left unchanged.")
-    for key in ("steps", "guidance", "width", "height", "seed"):
+    for key in (p.name for p in PARAMS if p.kind != "text"):
         if key in present and getattr(settings, key) is not None:
             value = _number_or_note(key, getattr(settings, key), notes, spec)
             if value is not None:
@@ -424,7 +420,7 @@ def check_values(values: dict[str, Any], spec: ModelSpec = SD35_MEDIUM) -> list[
     """What this app's model cannot use as loaded (another tool's size, seed or guidance range), one line each."""
     base = {"prompt": "x", "width": spec.default_size, "height": spec.default_size}
     notes: list[str] = []
-    for key in ("prompt", "negative_prompt", "steps", "guidance", "width", "height", "seed"):
+    for key in PARAM:
         if key in values:
             try:
                 GenerationSettings.validated(spec, **{**base, key: values[key]})

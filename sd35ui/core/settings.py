@@ -89,6 +89,9 @@ class Param:
     a1111: str | None = None  # the key in A1111's `parameters` line; width and height share "Size" (WxH)
     axis: tuple[str, ...] = ()  # sheet axis: its label first, then other names it is typed as
     required: bool = False
+    # Added after the API was published: the API takes it after the first settings (and /generate's
+    # randomize_seed), with its default, so every older call, positional ones included, keeps working.
+    api_tail: bool = False
 
     def default_for(self, spec: ModelSpec) -> Any:
         """The value used when none is given: the model's own steps and size, the table's otherwise."""
@@ -159,10 +162,26 @@ PARAMS: tuple[Param, ...] = (
         a1111="Seed",
         axis=("Seed", "seeds"),
     ),
+    Param(
+        "shift",
+        "Shift",
+        "how the noise schedule spends its steps: higher spends more of them on the overall layout, lower on "
+        "detail (SD3.5 Medium's own: 3)",
+        "number",
+        "--shift",
+        Range("Shift", 1.0, 10.0, 3.0, 0.1, integer=False),
+        a1111="Shift",
+        axis=("Shift", "schedule shift", "sigma shift"),
+        api_tail=True,
+    ),
 )
 PARAM: dict[str, Param] = {p.name: p for p in PARAMS}
 # The /generate API's inputs, in order: every setting, then whether to draw a random seed instead of `seed`.
-GENERATE_KEYS: tuple[str, ...] = (*PARAM, "randomize_seed")
+GENERATE_KEYS: tuple[str, ...] = (
+    *(p.name for p in PARAMS if not p.api_tail),
+    "randomize_seed",
+    *(p.name for p in PARAMS if p.api_tail),
+)
 RANGES: dict[str, Range] = {p.name: p.range for p in PARAMS if p.range is not None}
 
 
@@ -261,6 +280,7 @@ class GenerationSettings:
     width: int = SD35_MEDIUM.default_size
     height: int = SD35_MEDIUM.default_size
     seed: int | None = None
+    shift: float = RANGES["shift"].default
 
     @classmethod
     def validated(cls, spec: ModelSpec = SD35_MEDIUM, **values: Any) -> GenerationSettings:

@@ -43,8 +43,9 @@ SHEET_JSON_KEY = "sd35ui-sheet"  # PNG text chunk holding the whole sheet descri
 # then how the sheet is drawn.
 SHEET_KEYS: tuple[str, ...] = (
     *("prompt", "negative_prompt", "x_axis", "x_values", "y_axis", "y_values"),
-    *(p.name for p in PARAMS if p.kind != "text"),
+    *(p.name for p in PARAMS if p.kind != "text" and not p.api_tail),
     *("show_times", "margin", "legend", "swap"),
+    *(p.name for p in PARAMS if p.api_tail),
 )
 
 
@@ -490,11 +491,11 @@ def run_sheet(
 
 
 def _batches(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells that can share one denoising loop: same steps, size and guidance on/off; in first-seen order."""
+    """Cells that can share one denoising loop: same steps, size, shift and guidance on/off; in first-seen order."""
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         s = cell.settings
-        groups.setdefault((s.steps, s.width, s.height, generate.is_guided(s.guidance)), []).append(cell)
+        groups.setdefault((s.steps, s.width, s.height, s.shift, generate.is_guided(s.guidance)), []).append(cell)
     return list(groups.values())
 
 
@@ -576,7 +577,8 @@ def denoise_batch(
     with torch.inference_mode():
         prompt_embeds, pooled = _batch_embeddings(embeddings, guided)
         latents = _batch_noise(pipe, settings, prompt_embeds.dtype)
-        scheduler = copy.deepcopy(pipe.scheduler)
+        with generate.scheduled(pipe, settings[0]) as for_these:
+            scheduler = copy.deepcopy(for_these)
         timesteps = _batch_timesteps(pipe, scheduler, latents.shape, settings[0].steps)
         total = len(timesteps)
         for i, t in enumerate(timesteps):
@@ -602,8 +604,11 @@ def denoise_batch(
 def _check_batch(settings: Sequence[GenerationSettings]) -> bool:
     """Whether the batch is guided; a ValueError unless all of it shares steps, size and guidance on/off."""
     first = settings[0]
-    if any((s.steps, s.width, s.height) != (first.steps, first.width, first.height) for s in settings):
-        raise ValueError("A batch must share steps and size.")
+    if any(
+        (s.steps, s.width, s.height, s.shift) != (first.steps, first.width, first.height, first.shift)
+        for s in settings
+    ):
+        raise ValueError("A batch must share steps, size and shift.")
     guided = generate.is_guided(first.guidance)
     if any(generate.is_guided(s.guidance) != guided for s in settings):
         raise ValueError("A batch must be all guided (guidance > 1) or all unguided.")

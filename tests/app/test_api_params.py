@@ -64,3 +64,38 @@ def test_zerogpu_durations_read_the_handlers_arguments_by_the_tables_names():
     assert zerogpu.sheet_duration(**sheet) < zerogpu.sheet_duration(**bigger)
     assert zerogpu.sheet_duration(*(bigger.get(k) for k in SHEET_KEYS[:10])) == zerogpu.sheet_duration(**bigger)
     assert PARAM["steps"].range.maximum == 50  # the figures above use the table's own limits
+
+
+def test_a_call_written_before_shift_existed_still_works_and_shift_is_a_named_parameter(client):
+    import numpy as np
+    from PIL import Image
+
+    old = ("a red circle", "", 3, 4.5, 64, 64, 21, False)  # /generate's eight values before shift was added
+    path_old, seed, _ = client.predict(*old, api_name="/generate")
+    path_default, _, _ = client.predict(*old, 3.0, api_name="/generate")
+    path_named, _, info = client.predict(*old, shift=1.0, api_name="/generate")
+    read = [np.asarray(Image.open(p), dtype=np.int16) for p in (path_old, path_default, path_named)]
+    assert seed == 21 and np.array_equal(read[0], read[1])
+    assert np.abs(read[2] - read[0]).mean() > 1
+    assert Image.open(path_named).info and "Shift: 1" in Image.open(path_named).info["parameters"]
+
+
+@pytest.mark.parametrize(
+    ("api", "data"),
+    [
+        ("generate", ["a red circle", "", 2, 4.5, 64, 64, 5, False]),
+        ("contact_sheet", ["a red circle", "", "Steps", "1, 2", "None", "", 2, 4.5, 64, 64, 5, False, 0, True, False]),
+    ],
+)
+def test_raw_http_calls_written_before_shift_existed_still_complete(app_server, api, data):
+    """curl sends every value itself; Gradio refuses fewer values than inputs unless the app fills the new ones."""
+    app, _ = app_server
+    body = json.dumps({"data": data}).encode()
+    request = urllib.request.Request(
+        f"{app.local_url}gradio_api/call/{api}", body, {"Content-Type": "application/json"}
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        event_id = json.loads(response.read())["event_id"]
+    with urllib.request.urlopen(f"{app.local_url}gradio_api/call/{api}/{event_id}", timeout=120) as response:
+        events = response.read().decode()
+    assert "event: complete" in events and "event: error" not in events, events[-500:]

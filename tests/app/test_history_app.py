@@ -20,11 +20,11 @@ def test_history_and_load_settings_through_the_api(client, app_server, tmp_path)
     assert items[0]["caption"].endswith("a blue ring")
     assert items[0]["image"].endswith(".webp")
     values = client.predict(handle_file(path), api_name="/load_settings")
-    assert list(values) == ["a blue ring", "", 2, 3, 64, 64, 11, False]
+    assert list(values) == ["a blue ring", "", 2, 3, 64, 64, 11, False, 3.0]  # shift last: added in 0.2
     values = client.predict(handle_file(str(a1111_png(tmp_path / "a1111.png"))), api_name="/load_settings")
     assert values[:4] == ("a photo of a cat, highly detailed", "blurry, lowres", 30, 7)
     # the tiny model's sizes stop at 256 and A1111's seed 3288463651 is outside this app's range: left unchanged
-    assert values[4:] == ({"__type__": "update"},) * 4
+    assert values[4:] == ({"__type__": "update"},) * 5  # and no Shift in A1111's text
     (tmp_path / "fake.png").write_text("hello")
     with pytest.raises(AppError, match="not a PNG"):
         client.predict(handle_file(str(tmp_path / "fake.png")), api_name="/load_settings")
@@ -42,4 +42,4 @@ def test_seeds_gradio_cannot_send_are_left_out_through_the_api(client, tmp_path,
     Image.new("RGB", (8, 8)).save(tmp_path / "seed.png", pnginfo=info)
     values = client.predict(handle_file(str(tmp_path / "seed.png")), api_name="/load_settings")
     assert values[0] == "a red circle" and values[2] == 3
-    assert values[6:] == ({"__type__": "update"},) * 2  # seed and "randomize seed" left as they are
+    assert values[6:8] == ({"__type__": "update"},) * 2  # seed and "randomize seed" left as they are

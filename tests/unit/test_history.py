@@ -108,6 +108,7 @@ def test_settings_from_our_png_fill_every_generate_input(tmp_path):
         "height": 1216,
         "seed": 7,
         "randomize_seed": False,
+        "shift": 3.0,
     }
     assert set(loaded.values) == set(history.GENERATE_KEYS)
 
@@ -220,7 +221,8 @@ def test_numbers_outside_this_apps_ranges_are_left_out_with_a_note(tmp_path):
     info.add_text(metadata.JSON_KEY, json.dumps({**payload, "model": "x"}))
     Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
     loaded = history.load_settings(tmp_path / "odd.png")
-    assert loaded.values == {"prompt": "ok", "negative_prompt": ""}  # seed is None in the file: not loaded either
+    # seed is None in the file: not loaded either; no shift in the file: sd35ui 0.1's, the model's own 3
+    assert loaded.values == {"prompt": "ok", "negative_prompt": "", "shift": 3.0}
     assert loaded.notes == [
         "The PNG's steps, 80, is outside the valid range 1 to 50; it was left unchanged.",
         "The PNG's guidance is inf, not a number; it was left unchanged.",

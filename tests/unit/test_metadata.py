@@ -24,7 +24,7 @@ def test_parameters_text_is_a1111_format():
     simple = GenerationSettings(prompt="a cat", steps=40, guidance=4.5, width=1024, height=1024, seed=123)
     text = metadata.format_parameters(simple, "stabilityai/stable-diffusion-3.5-medium")
     assert text == (
-        "a cat\nSteps: 40, Sampler: Euler (flow matching), CFG scale: 4.5, Seed: 123, Size: 1024x1024, "
+        "a cat\nSteps: 40, Sampler: Euler (flow matching), CFG scale: 4.5, Seed: 123, Size: 1024x1024, Shift: 3, "
         "Model: stabilityai/stable-diffusion-3.5-medium"
     )
 

@@ -51,7 +51,7 @@ def test_every_param_has_its_cli_flag_and_the_flag_reaches_the_settings(command,
     parser = cli.build_parser()
     argv = [command, "--out", "x.png", "--model", "tiny"]
     values = {"prompt": "a red circle", "negative_prompt": "blur", "steps": 7, "guidance": 2.5, "width": 48}
-    values.update(height=80, seed=1234)
+    values.update(height=80, seed=1234, shift=2.5)
     assert set(values) == set(PARAM), "a new param needs a value in this test"
     for name, value in values.items():
         argv += [PARAM[name].cli, str(value)]
