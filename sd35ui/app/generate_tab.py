@@ -36,7 +36,7 @@ HELP = """
 50 adds a little detail. **Guidance scale**: how strictly the image follows the prompt. Low (about 3.5) is freer
 and more abstract; 4.5 suits most prompts; high (7.5) follows the prompt more strictly but can look harsh.
 The **seed** picks the starting noise: the same settings and seed give the same image.
-"""
+""" + "".join(f"**{p.label}**: {p.help}. " for p in PARAMS if p.api_tail)  # settings added since, from the table
 
 
 # --- Values ---------------------------------------------------------------------------------------------------------
