@@ -56,15 +56,16 @@ def generate(
     height: int | None = None,
     seed: int | None = None,
     shift: float | None = None,
+    sampler: str | None = None,
 ) -> GenerationResult:
     """One image, exactly as the app makes it for the same settings (same seed, same pixels). Settings left out
-    take the model's defaults (SD3.5 Medium: 40 steps, guidance 4.5, 1024x1024, shift 3; a random seed, in
+    take the model's defaults (SD3.5 Medium: 40 steps, guidance 4.5, 1024x1024, shift 3, Euler; a random seed, in
     `result.seed`).
     Raises ValueError, saying what is valid, for bad settings."""
     from sd35ui.core.generate import generate as run
 
     values = dict(negative_prompt=negative_prompt, steps=steps, guidance=guidance, width=width, height=height)
-    return run(pipe, _settings(pipe, prompt, {**values, "seed": seed, "shift": shift}))
+    return run(pipe, _settings(pipe, prompt, {**values, "seed": seed, "shift": shift, "sampler": sampler}))
 
 
 def make_sheet(
@@ -75,9 +76,9 @@ def make_sheet(
     **settings: Any,
 ) -> SheetResult:
     """A contact sheet: one image per combination of the X and Y values, as the Compare tab makes it. Axes are
-    TYPE=VALUES with TYPE steps, guidance, seed, shift or prompt (search/replace) and VALUES as in the app (`10, 20`,
-    `10-40(+10)`, `3-7.5[4]`); `y=None` makes a strip. `settings` are the other generation settings
-    (negative_prompt, steps, guidance, width, height, seed, shift). `sheet.image()` is the labelled picture."""
+    TYPE=VALUES with TYPE steps, guidance, seed, shift, sampler or prompt (search/replace) and VALUES as in the app
+    (`10, 20`, `10-40(+10)`, `3-7.5[4]`, `Euler, Heun`); `y=None` makes a strip. `settings` are the other settings
+    (negative_prompt, steps, guidance, width, height, seed, shift, sampler). `sheet.image()` is the picture."""
     from sd35ui.core import sheet
     from sd35ui.core.generate import model_name
     from sd35ui.core.pipeline import model_spec

@@ -17,6 +17,8 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"dest": param.name, "default": None, "help": _flag_help(param)}
         if param.kind == "text":
             kwargs.update(required=param.required, default=None if param.required else "")
+        elif param.kind == "choice":
+            kwargs["type"] = str  # any case: validation names the choices
         else:
             kwargs["type"] = int if param.kind in ("size", "seed") else float
         parser.add_argument(param.cli, **kwargs)
@@ -29,6 +31,8 @@ def _flag_help(param: Param) -> str:
         return f"{param.help} (default: the model's size, {SD35_MEDIUM.default_size} for SD3.5)"
     if param.kind == "seed":
         return f"{param.help} (default: random, printed)"
+    if param.kind == "choice":
+        return f"{param.help}: {', '.join(param.choices)} (default: {param.choices[0]})"
     assert param.range is not None
     default = f"the model's, {SD35_MEDIUM.default_steps} for SD3.5" if param.name == "steps" else param.range.default
     return f"{param.help}: {param.range.describe()} (default: {default})"
@@ -164,7 +168,9 @@ def run_sheet(args: argparse.Namespace) -> int:
     cells = sheet.plan_sheet(sheet_spec)
     from tqdm import tqdm
 
-    with tqdm(total=sum(c.settings.steps for c in cells), unit="step", file=sys.stderr) as bar:
+    from sd35ui.core.generate import model_calls
+
+    with tqdm(total=sum(model_calls(c.settings) for c in cells), unit="step", file=sys.stderr) as bar:
 
         def on_progress(i: int, n: int, step: int, steps: int) -> None:
             bar.set_description(f"cell {i + 1}/{n}")

@@ -59,6 +59,7 @@ def sheet_spec_from_ui(
     legend: Any = True,
     swap: Any = False,
     shift: Any = PARAM["shift"].range.default,
+    sampler: Any = PARAM["sampler"].choices[0],
 ) -> sheet.SheetSpec:
     """The one place Compare-tab and API values become a validated, size-checked sheet spec."""
     for name, value in (("X axis", x_axis), ("X values", x_values), ("Y axis", y_axis), ("Y values", y_values)):
@@ -78,6 +79,7 @@ def sheet_spec_from_ui(
         height=height,
         seed=_seed(seed),
         shift=shift,
+        sampler=sampler,
     )
     spec = sheet.make_spec(
         base,
@@ -402,6 +404,7 @@ def make_sheet(
     legend: bool = True,
     swap: bool = False,
     shift: float = PARAM["shift"].range.default,
+    sampler: str = PARAM["sampler"].choices[0],
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
@@ -412,7 +415,7 @@ def make_sheet(
     Args:
         prompt: what every image should show.
         negative_prompt: what they should not show (may be empty).
-        x_axis: the setting varied across columns: Steps, Guidance, Seed, Shift or Prompt S/R.
+        x_axis: the setting varied across columns: Steps, Guidance, Seed, Shift, Sampler or Prompt S/R.
         x_values: its values: a list "3, 4.5, 6", a range by step "10-40(+10)" or by count "3-7.5[4]"; for
             Prompt S/R the first value is the text to find in the prompt and every value replaces it.
         y_axis: the setting varied down rows, or "None" for a single strip.
@@ -427,12 +430,13 @@ def make_sheet(
         legend: draw axis labels and the title line.
         swap: swap the axes (X down the side, Y across the top).
         shift: the noise schedule's shift (1.0-10.0; SD3.5 Medium's own: 3) unless Shift is an axis.
+        sampler: Euler (SD3's own) or Heun (two model calls a step) unless Sampler is an axis.
 
     Returns:
         The sheet PNG (axes and fixed settings in its metadata), the cells, a status line and a zip of all.
     """
     axes = (x_axis, x_values, y_axis, y_values)
-    fixed = (steps, guidance, width, height, seed, show_times, margin, legend, swap, shift)
+    fixed = (steps, guidance, width, height, seed, show_times, margin, legend, swap, shift, sampler)
     try:
         spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed)
     except ValueError as exc:

@@ -219,6 +219,8 @@ def control_for(param: Param, spec: ModelSpec, elem_id: str | None = None, rende
         looks["elem_id"] = elem_id
     if param.kind == "text":
         return gr.Textbox(label=param.label, **looks)
+    if param.kind == "choice":
+        return gr.Dropdown(list(param.choices), value=param.choices[0], label=param.label, **looks)
     rng = param.range_for(spec)
     if param.kind == "seed":
         return unchecked(

@@ -166,6 +166,7 @@ def generate_image(
     seed: float,
     randomize_seed: bool,
     shift: float = PARAM["shift"].range.default,
+    sampler: str = PARAM["sampler"].choices[0],
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
@@ -173,7 +174,7 @@ def generate_image(
 ) -> tuple[str, int, str]:
     # The docstring (the API's and MCP's description of each parameter) is written from the parameter table below.
     try:
-        values = (prompt, negative_prompt, steps, guidance, width, height, seed, randomize_seed, shift)
+        values = (prompt, negative_prompt, steps, guidance, width, height, seed, randomize_seed, shift, sampler)
         settings = settings_from_ui(ctx.options, *values)
     except ValueError as exc:
         raise user_error(exc) from None
@@ -209,6 +210,7 @@ def api_docstring(summary: str, extra_args: dict[str, str], returns: str) -> str
             continue
         param = PARAM[name]
         rng = f"; {param.range.describe()}" if param.range is not None and param.kind != "seed" else ""
+        rng = f"; one of {', '.join(param.choices)}" if param.choices else rng
         default = f" (default {param.range.default:g})" if param.kind == "number" and param.name != "steps" else ""
         lines.append(f"    {param.name}: {param.help}{rng}{default}.")
     return "\n".join([*lines, "", "Returns:", f"    {returns}."])

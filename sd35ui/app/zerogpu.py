@@ -74,7 +74,13 @@ def generate_duration(*args: Any, **kwargs: Any) -> int:
         return MIN_DURATION_S
     if not all(map(math.isfinite, numbers)):
         return MIN_DURATION_S
+    numbers[0] *= _sampler_factor(values.get("sampler"))
     return duration(*numbers)
+
+
+def _sampler_factor(sampler: Any) -> int:
+    """Model calls per step: Heun makes two (sd35ui.core.generate.model_calls), so it asks for twice the time."""
+    return 2 if str(sampler).strip().lower().startswith("heun") else 1
 
 
 def sheet_duration(*args: Any, **kwargs: Any) -> int:
@@ -101,9 +107,13 @@ def sheet_duration(*args: Any, **kwargs: Any) -> int:
         cells = 1
         for axis in axes:
             cells *= len(axis.values)
+        samplers = [values.get("sampler")]
         for axis in axes:
             if axis.kind == "steps":
                 total_steps = sum(float(v) for v in axis.values) / len(axis.values)
+            if axis.kind == "sampler":
+                samplers = list(axis.values)
+        total_steps *= max(_sampler_factor(s) for s in samplers)  # Heun anywhere: the sheet's upper bound
         return duration(total_steps, float(width), float(height), cells)
     except (TypeError, ValueError):
         return MIN_DURATION_S

@@ -123,14 +123,28 @@ def is_guided(guidance: float) -> bool:
     return guidance > 1.0  # diffusers turns classifier-free guidance off at <= 1 (one pass per step, not two)
 
 
+# The sampler setting's values: diffusers' flow-matching schedulers, which SD3's pipeline runs as they are.
+SCHEDULERS = {"Euler": "FlowMatchEulerDiscreteScheduler", "Heun": "FlowMatchHeunDiscreteScheduler"}
+
+
+def model_calls(settings: GenerationSettings) -> int:
+    """Transformer calls (denoising steps as the progress bar counts them) for `settings`: Heun evaluates the model
+    twice a step but the last."""
+    return 2 * settings.steps - 1 if settings.sampler == "Heun" else settings.steps
+
+
 @contextlib.contextmanager
 def scheduled(pipe: Any, settings: GenerationSettings) -> Iterator[Any]:
-    """The pipeline's scheduler set up for `settings` (its shift) for one job, and the loaded one back after it.
-    Callers hold the pipeline's lock, so concurrent users never see each other's schedule; building a scheduler from
-    the loaded one's config is cheap and reloads nothing. With the model's own shift nothing is swapped."""
+    """The pipeline's scheduler set up for `settings` (its sampler and shift) for one job, and the loaded one back
+    after it. Callers hold the pipeline's lock, so concurrent users never see each other's schedule; building a
+    scheduler from the loaded one's config is cheap and reloads nothing. With the model's own (Euler, its shift)
+    nothing is swapped."""
+    import diffusers
+
     original = pipe.scheduler
-    if original.config.get("shift") != settings.shift:
-        pipe.scheduler = type(original).from_config(original.config, shift=settings.shift)
+    wanted = SCHEDULERS[settings.sampler]
+    if type(original).__name__ != wanted or original.config.get("shift") != settings.shift:
+        pipe.scheduler = getattr(diffusers, wanted).from_config(original.config, shift=settings.shift)
     try:
         yield pipe.scheduler
     finally:
@@ -148,7 +162,7 @@ def denoise(
     import torch
 
     assert settings.seed is not None, "call settings.with_seed() first"
-    total = settings.steps
+    total = model_calls(settings)
 
     def callback(_pipe: Any, i: int, _t: Any, kwargs: dict) -> dict:
         if on_step is not None:

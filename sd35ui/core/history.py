@@ -360,6 +360,16 @@ def _shown(value: Any, length: int = 40) -> str:
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
+def _choice_or_note(key: str, value: Any, notes: list[str]) -> str | None:
+    """`value` as one of the setting's choices, else None with a line in `notes` (another tool's sampler)."""
+    try:
+        return PARAM[key].choice(value)
+    except ValueError:
+        choices = ", ".join(PARAM[key].choices)
+        notes.append(f"The PNG's {key}, {_shown(value)}, is not one this app has ({choices}); it was left unchanged.")
+        return None
+
+
 def _number_or_note(key: str, value: Any, notes: list[str], spec: ModelSpec = SD35_MEDIUM) -> Any:
     """`value` when `key` can take it in this app (a finite number in its range, for `spec`'s sizes), else None
     with a line in `notes`: Gradio cannot even send some (a seed of 2**64 or more), and the rest would fail."""
@@ -408,7 +418,8 @@ def generate_values(
             notes.append(f"The PNG's {key.replace('_', ' ')} is not text; it was left unchanged.")
     for key in (p.name for p in PARAMS if p.kind != "text"):
         if key in present and getattr(settings, key) is not None:
-            value = _number_or_note(key, getattr(settings, key), notes, spec)
+            value = _choice_or_note(key, getattr(settings, key), notes) if PARAM[key].choices else None
+            value = value if PARAM[key].choices else _number_or_note(key, getattr(settings, key), notes, spec)
             if value is not None:
                 values[key] = value
     if "seed" in values:

@@ -15,7 +15,8 @@ from sd35ui.core.settings import PARAMS, GenerationSettings
 
 PARAMETERS_KEY = "parameters"  # A1111's key, read by image hosts, ComfyUI, InvokeAI and others
 JSON_KEY = "sd35ui"  # our exact, machine-readable settings
-SAMPLER = "Euler (flow matching)"  # SD3's FlowMatchEulerDiscreteScheduler
+# Written after the sampler's name, as sd35ui always has: these are the flow-matching forms of A1111's samplers.
+SAMPLER_NOTE = " (flow matching)"
 
 
 def _quote(value: str) -> str:
@@ -29,9 +30,11 @@ A1111_ORDER = ("Steps", "Sampler", "Schedule type", "CFG scale", "Seed", "Size")
 
 def a1111_fields(settings: GenerationSettings) -> dict[str, Any]:
     """The A1111 keys of `settings`, from the parameter table (width and height share "Size": WxH)."""
-    fields: dict[str, Any] = {"Sampler": SAMPLER}
+    fields: dict[str, Any] = {}
     for param in PARAMS:
-        if param.a1111 == "Size":
+        if param.name == "sampler":
+            fields["Sampler"] = settings.sampler + SAMPLER_NOTE
+        elif param.a1111 == "Size":
             fields["Size"] = f"{settings.width}x{settings.height}"
         elif param.a1111:
             value = getattr(settings, param.name)
@@ -181,6 +184,11 @@ def _settings_from_parsed(parsed: dict[str, Any]) -> GenerationSettings:
             values["width"], values["height"] = int(width), int(height)
         elif param.a1111 in fields and param.range is not None:
             values[param.name] = (int if param.range.integer else float)(fields[param.a1111])
+        elif param.a1111 in fields and param.choices:
+            try:
+                values[param.name] = param.choice(fields[param.a1111])
+            except ValueError:  # another tool's sampler: kept as written; History says it cannot use it
+                values[param.name] = str(fields[param.a1111])
     return GenerationSettings(**values)
 
 

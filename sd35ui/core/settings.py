@@ -83,7 +83,7 @@ class Param:
     name: str  # the GenerationSettings field, the API parameter name and the key in the sd35ui JSON chunk
     label: str  # the UI's label
     help: str  # the UI's info line, the CLI's help and the API docs
-    kind: Literal["text", "number", "size", "seed"]
+    kind: Literal["text", "number", "size", "seed", "choice"]
     cli: str  # the CLI flag
     range: Range | None = None  # numbers: valid values, the default and the slider step
     a1111: str | None = None  # the key in A1111's `parameters` line; width and height share "Size" (WxH)
@@ -92,6 +92,7 @@ class Param:
     # Added after the API was published: the API takes it after the first settings (and /generate's
     # randomize_seed), with its default, so every older call, positional ones included, keeps working.
     api_tail: bool = False
+    choices: tuple[str, ...] = ()  # "choice": the values it takes, the default first
 
     def default_for(self, spec: ModelSpec) -> Any:
         """The value used when none is given: the model's own steps and size, the table's otherwise."""
@@ -103,8 +104,19 @@ class Param:
             return None
         if self.kind == "text":
             return ""
+        if self.kind == "choice":
+            return self.choices[0]
         assert self.range is not None
         return self.range.default
+
+    def choice(self, value: Any) -> str:
+        """The choice `value` names, case-insensitively and without a parenthesised note ("Euler (flow matching)",
+        as sd35ui 0.1 wrote the sampler, is Euler), or a ValueError listing the choices."""
+        name = str(value).split("(")[0].strip().casefold() if isinstance(value, str) else None
+        for choice in self.choices:
+            if choice.casefold() == name:
+                return choice
+        raise ValueError(f"{self.label} ({self.name}) is {value!r}; choose one of {', '.join(self.choices)}.")
 
     def range_for(self, spec: ModelSpec) -> Range:
         if self.kind == "size":
@@ -122,6 +134,8 @@ class Param:
             return check_size(self.name, value, spec)
         if self.kind == "seed" and (value is None or value == ""):
             return None
+        if self.kind == "choice":
+            return self.choice(value)
         assert self.range is not None
         number = _number(self.name, value, self.range)
         return int(number) if self.range.integer else round(number, 4)
@@ -173,6 +187,18 @@ PARAMS: tuple[Param, ...] = (
         a1111="Shift",
         axis=("Shift", "schedule shift", "sigma shift"),
         api_tail=True,
+    ),
+    Param(
+        "sampler",
+        "Sampler",
+        "how each step moves towards the image: Euler (one model call a step, SD3's own) or Heun (two calls a step "
+        "but the last, more accurate in few steps)",
+        "choice",
+        "--sampler",
+        a1111="Sampler",
+        axis=("Sampler", "samplers"),
+        api_tail=True,
+        choices=("Euler", "Heun"),
     ),
 )
 PARAM: dict[str, Param] = {p.name: p for p in PARAMS}
@@ -281,6 +307,7 @@ class GenerationSettings:
     height: int = SD35_MEDIUM.default_size
     seed: int | None = None
     shift: float = RANGES["shift"].default
+    sampler: str = "Euler"
 
     @classmethod
     def validated(cls, spec: ModelSpec = SD35_MEDIUM, **values: Any) -> GenerationSettings:

@@ -195,6 +195,8 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
             raise ValueError(f"{which} axis (Prompt S/R) has {len(values)} values; the limit is {MAX_AXIS_VALUES}.")
         return Axis(kind.key, tuple(values))
     items = _split(text)
+    if PARAM[kind.key].kind == "choice":
+        return _choice_axis(PARAM[kind.key], items, which)
     if not items or all(not item for item in items):
         raise ValueError(f"{which} axis ({label}) has no values. Enter {FORMAT_HELP}.")
     rng = PARAM[kind.key].range
@@ -226,6 +228,19 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
             f"{'column' if which == 'X' else 'row'}, so list each once."
         )
     return Axis(kind.key, values)
+
+
+def _choice_axis(param: Any, items: list[str], which: str) -> Axis:
+    """An axis over a setting with named choices (Sampler: `Euler, Heun`)."""
+    if not items or not all(items):
+        raise ValueError(f"{which} axis ({param.label}) needs values from: {', '.join(param.choices)}.")
+    try:
+        values = tuple(param.choice(item) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"{which} axis: {exc}") from None
+    if len(set(values)) < len(values):
+        raise ValueError(f"{which} axis ({param.label}) repeats a value: list each once.")
+    return Axis(param.name, values)
 
 
 def check_axis(axis: Axis, base: GenerationSettings, which: str = "X") -> None:
@@ -350,7 +365,7 @@ def check_sheet(spec: SheetSpec, max_cells: int = MAX_CELLS, max_pixels: int = M
 
 def _cost(settings: GenerationSettings) -> int:
     """Transformer passes for one cell: two per step with classifier-free guidance, one without."""
-    return settings.steps * (2 if generate.is_guided(settings.guidance) else 1)
+    return generate.model_calls(settings) * (2 if generate.is_guided(settings.guidance) else 1)
 
 
 def estimate_seconds(cells: Sequence[Cell], done: Sequence[CellResult]) -> float | None:
@@ -495,7 +510,8 @@ def _batches(cells: list[Cell]) -> list[list[Cell]]:
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         s = cell.settings
-        groups.setdefault((s.steps, s.width, s.height, s.shift, generate.is_guided(s.guidance)), []).append(cell)
+        key = (s.steps, s.width, s.height, s.shift, s.sampler, generate.is_guided(s.guidance))
+        groups.setdefault(key, []).append(cell)
     return list(groups.values())
 
 
@@ -604,11 +620,9 @@ def denoise_batch(
 def _check_batch(settings: Sequence[GenerationSettings]) -> bool:
     """Whether the batch is guided; a ValueError unless all of it shares steps, size and guidance on/off."""
     first = settings[0]
-    if any(
-        (s.steps, s.width, s.height, s.shift) != (first.steps, first.width, first.height, first.shift)
-        for s in settings
-    ):
-        raise ValueError("A batch must share steps, size and shift.")
+    shared = ("steps", "width", "height", "shift", "sampler")
+    if any(tuple(getattr(s, k) for k in shared) != tuple(getattr(first, k) for k in shared) for s in settings):
+        raise ValueError("A batch must share steps, size, shift and sampler.")
     guided = generate.is_guided(first.guidance)
     if any(generate.is_guided(s.guidance) != guided for s in settings):
         raise ValueError("A batch must be all guided (guidance > 1) or all unguided.")
@@ -696,6 +710,10 @@ def title_text(spec: SheetSpec, model: str) -> str:
         fixed.append(f"Guidance: {base.guidance:g}")
     if "seed" not in varied:
         fixed.append(f"Seed: {base.seed}")
+    for param in PARAMS:  # settings added since: named when not the model's own
+        value = getattr(base, param.name)
+        if param.api_tail and param.name not in varied and value != getattr(GenerationSettings, param.name):
+            fixed.append(f"{param.label}: {format_value(value)}")
     fixed += [f"Size: {base.width}x{base.height}", f"Model: {model}"]
     lines.append(", ".join(fixed))
     return "\n".join(lines)

@@ -99,3 +99,20 @@ def test_raw_http_calls_written_before_shift_existed_still_complete(app_server, 
     with urllib.request.urlopen(f"{app.local_url}gradio_api/call/{api}/{event_id}", timeout=120) as response:
         events = response.read().decode()
     assert "event: complete" in events and "event: error" not in events, events[-500:]
+
+
+def test_sampler_is_a_named_parameter_and_a_sheet_axis(client):
+    import numpy as np
+    from PIL import Image
+
+    base = dict(prompt="a red circle", negative_prompt="", steps=3, guidance=4.5, width=64, height=64, seed=21)
+    euler, _, _ = client.predict(**base, randomize_seed=False, api_name="/generate")
+    heun, _, _ = client.predict(**base, randomize_seed=False, sampler="Heun", api_name="/generate")
+    assert "Sampler: Heun" in Image.open(heun).info["parameters"]
+    assert np.abs(np.asarray(Image.open(heun), np.int16) - np.asarray(Image.open(euler), np.int16)).mean() > 1
+    _, cells, status, *_ = client.predict(
+        "a red circle", "", "Sampler", "Euler, Heun", "None", "", 2, 4.5, 64, 64, 5, api_name="/contact_sheet"
+    )
+    assert [c["caption"] for c in cells] == ["Sampler: Euler", "Sampler: Heun"] and "2 cells" in status
+    with pytest.raises(Exception, match="not in the list of choices"):  # Gradio's dropdown names them
+        client.predict(**base, randomize_seed=False, sampler="DDIM", api_name="/generate")

@@ -79,7 +79,8 @@ def test_cells_are_saved_as_they_are_made(client, app_server):
         ({"x_values": "1-10[70]"}, "1 to 64"),
         ({"x_values": "1-10[10]", "y_values": "1-10[10]"}, "limit is 64"),
         ({"x_values": "0.5, 2"}, "Guidance"),
-        ({"x_axis": "Sampler"}, "Steps"),
+        ({"x_axis": "Colour"}, "Steps"),  # not an axis: the message lists the axes
+        ({"x_axis": "Sampler"}, "choose one of Euler, Heun"),  # an axis, but the values are not samplers
         ({"x_values": ""}, "X"),
         ({"y_axis": "Prompt S/R", "y_values": "dog, cat"}, "dog"),
     ],

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from PIL import Image, PngImagePlugin
 
 from sd35ui.core import metadata
-from sd35ui.core.settings import GENERATE_KEYS, GenerationSettings
+from sd35ui.core.settings import GENERATE_KEYS, PARAM, GenerationSettings
 
 GENERIC = "has raised an exception but has not enabled verbose error reporting"  # Gradio's words for a crash
 FUZZ = settings(
@@ -325,11 +325,13 @@ def test_load_settings_survives_any_png(api, tmp_path_factory, png):
     ok, outputs = check(client.call("load_settings", handle_file(str(path))))
     if ok:
         assert len(outputs) == len(GENERATE_KEYS)
-        numbers = [
-            v for k, v in zip(GENERATE_KEYS, outputs) if k not in ("prompt", "negative_prompt", "randomize_seed")
-        ]
-        for value in numbers:  # a number, or gr.skip() (left unchanged) for one the file lacks
-            assert value == {"__type__": "update"} or (isinstance(value, (int, float)) and math.isfinite(value))
+        for key, value in zip(GENERATE_KEYS, outputs):  # a valid value, or gr.skip() (left unchanged)
+            if key not in PARAM or PARAM[key].kind == "text" or value == {"__type__": "update"}:
+                continue
+            if PARAM[key].choices:
+                assert value in PARAM[key].choices
+            else:
+                assert isinstance(value, (int, float)) and math.isfinite(value)
 
 
 @settings(FUZZ, max_examples=10)

@@ -83,7 +83,7 @@ def test_history_survives_a_restart(tmp_path):
         from gradio_client import handle_file
 
         values = client.predict(handle_file(str(saved[0])), api_name="/load_settings")
-        assert list(values) == ["a red circle", "", 2, 4.5, 64, 64, 5, False, 3.0]
+        assert list(values) == ["a red circle", "", 2, 4.5, 64, 64, 5, False, 3.0, "Euler"]
 
 
 # 2. A shared GPU, many users ---------------------------------------------------------------------------------------

@@ -109,6 +109,7 @@ def test_settings_from_our_png_fill_every_generate_input(tmp_path):
         "seed": 7,
         "randomize_seed": False,
         "shift": 3.0,
+        "sampler": "Euler",
     }
     assert set(loaded.values) == set(history.GENERATE_KEYS)
 
@@ -126,13 +127,14 @@ def test_settings_from_an_a1111_png_with_notes_on_what_this_model_cannot_use(tmp
     }
     assert loaded.parameters == A1111_TEXT
     assert loaded.notes == [
-        "The PNG's seed, 3288463651, is outside the valid range 0 to 2147483647; it was left unchanged."
+        "The PNG's seed, 3288463651, is outside the valid range 0 to 2147483647; it was left unchanged.",
+        "The PNG's sampler, 'DPM++ 2M Karras', is not one this app has (Euler, Heun); it was left unchanged.",
     ]
 
 
 def test_fields_missing_from_a1111_text_are_left_out(tmp_path):
     loaded = history.load_settings(a1111_png(tmp_path / "p.png", "just a prompt\nSteps: 20, Sampler: Euler"))
-    assert loaded.values == {"prompt": "just a prompt", "negative_prompt": "", "steps": 20}
+    assert loaded.values == {"prompt": "just a prompt", "negative_prompt": "", "steps": 20, "sampler": "Euler"}
 
 
 def test_sizes_another_model_cannot_make_are_noted(tmp_path, tiny_spec):
@@ -222,7 +224,7 @@ def test_numbers_outside_this_apps_ranges_are_left_out_with_a_note(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
     loaded = history.load_settings(tmp_path / "odd.png")
     # seed is None in the file: not loaded either; no shift in the file: sd35ui 0.1's, the model's own 3
-    assert loaded.values == {"prompt": "ok", "negative_prompt": "", "shift": 3.0}
+    assert loaded.values == {"prompt": "ok", "negative_prompt": "", "shift": 3.0, "sampler": "Euler"}
     assert loaded.notes == [
         "The PNG's steps, 80, is outside the valid range 1 to 50; it was left unchanged.",
         "The PNG's guidance is inf, not a number; it was left unchanged.",

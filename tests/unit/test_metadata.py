@@ -50,7 +50,14 @@ def test_reads_another_tools_parameters():
     )
     settings = metadata.settings_from_parameters(text)
     assert settings == GenerationSettings(
-        prompt="masterpiece, a castle", negative_prompt="ugly", steps=30, guidance=7.0, width=512, height=768, seed=42
+        prompt="masterpiece, a castle",
+        negative_prompt="ugly",
+        steps=30,
+        guidance=7.0,
+        width=512,
+        height=768,
+        seed=42,
+        sampler="DPM++ 2M",  # kept as written: History notes that this app has no such sampler
     )
     assert metadata.parse_parameters(text)["fields"]["Lora hashes"] == "x: 1, y: 2"
 

@@ -51,7 +51,7 @@ def test_every_param_has_its_cli_flag_and_the_flag_reaches_the_settings(command,
     parser = cli.build_parser()
     argv = [command, "--out", "x.png", "--model", "tiny"]
     values = {"prompt": "a red circle", "negative_prompt": "blur", "steps": 7, "guidance": 2.5, "width": 48}
-    values.update(height=80, seed=1234, shift=2.5)
+    values.update(height=80, seed=1234, shift=2.5, sampler="Heun")
     assert set(values) == set(PARAM), "a new param needs a value in this test"
     for name, value in values.items():
         argv += [PARAM[name].cli, str(value)]
@@ -72,11 +72,14 @@ def test_metadata_writes_every_a1111_key_of_the_table_and_reads_it_back():
 
 
 def test_sheet_axes_are_the_params_with_an_axis_plus_prompt_search_replace():
-    numeric = [p for p in PARAMS if p.axis]
-    assert [k for k in sheet.AXIS_KINDS if k != "prompt"] == [p.name for p in numeric]
-    for param in numeric:
+    on_axes = [p for p in PARAMS if p.axis]
+    assert [k for k in sheet.AXIS_KINDS if k != "prompt"] == [p.name for p in on_axes]
+    for param in on_axes:
         for name in param.axis:
             assert sheet.axis_kind(name).key == param.name
+        if param.choices:
+            assert sheet.parse_axis(param.axis[0], ", ".join(c.lower() for c in param.choices)).values == param.choices
+            continue
         too_big = str(int(param.range.maximum) + 1) if param.range.integer else f"{param.range.maximum + 1:g}"
         with pytest.raises(ValueError, match=param.range.describe()):
             sheet.parse_axis(param.axis[0], too_big)

@@ -60,12 +60,9 @@ def test_parse_axis_values(name, text, expected):
         ("Steps", "10, 20, 10", "X", "X axis (Steps) repeats 10"),
         ("Steps", "1-3[5]", "X", "repeats 2"),  # 1, 1.5, 2, 2.5, 3 rounds to 1, 2, 2, 3, 3
         ("Prompt S/R", "", "X", "X axis (Prompt S/R) needs the text to find first"),
-        (
-            "Sampler",
-            "euler",
-            "Y",
-            "Y axis: unknown type 'Sampler'. Choose one of: Steps, Guidance, Seed, Shift, Prompt S/R",
-        ),
+        ("Sampler", "euler, DPM++", "Y", "Y axis: Sampler (sampler) is 'DPM++'; choose one of Euler, Heun"),
+        ("Sampler", "Euler, euler", "X", "X axis (Sampler) repeats a value"),
+        ("Colour", "red", "Y", "Y axis: unknown type 'Colour'. Choose one of: Steps, Guidance, Seed, Shift, Sampler"),
     ],
 )
 def test_parse_axis_errors(name, text, which, message):
