@@ -31,30 +31,25 @@ def load_nf4_transformer(transformer: Any, folder: Path | None = None) -> Any:
     `from_pretrained` with a bitsandbytes config). Needs CUDA and bitsandbytes; the bf16 model is not freed."""
     from diffusers import BitsAndBytesConfig, SD3Transformer2DModel
 
-    dtype = transformer.dtype
-    with tempfile.TemporaryDirectory(prefix="sd35ui-nf4-", dir=folder) as tmp:
-        transformer.save_pretrained(tmp, safe_serialization=True)
-        quantized = SD3Transformer2DModel.from_pretrained(
-            tmp,
-            quantization_config=BitsAndBytesConfig(
-                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
-            ),
-            dtype=dtype,
-            use_safetensors=True,
-        )
-    return quantized.eval().requires_grad_(False)
+    return _reloaded_in_4bit(transformer, SD3Transformer2DModel, BitsAndBytesConfig, "sd35ui-nf4-", folder)
 
 
 def load_4bit_t5(text_encoder_3: Any, folder: Path | None = None) -> Any:
     """T5 with 4-bit weights, loaded as `load_pipeline` does for --t5 4bit (transformers keeps `wo` unquantized)."""
     from transformers import BitsAndBytesConfig, T5EncoderModel
 
-    dtype = text_encoder_3.dtype
-    with tempfile.TemporaryDirectory(prefix="sd35ui-t5-4bit-", dir=folder) as tmp:
-        text_encoder_3.save_pretrained(tmp, safe_serialization=True)
-        quantized = T5EncoderModel.from_pretrained(
+    return _reloaded_in_4bit(text_encoder_3, T5EncoderModel, BitsAndBytesConfig, "sd35ui-t5-4bit-", folder)
+
+
+def _reloaded_in_4bit(module: Any, model_class: Any, config_class: Any, prefix: str, folder: Path | None) -> Any:
+    """`module` saved to a temporary folder and loaded back by `model_class` with NF4 weights (`config_class` is
+    the bitsandbytes config of its library: diffusers' or transformers')."""
+    dtype = module.dtype
+    with tempfile.TemporaryDirectory(prefix=prefix, dir=folder) as tmp:
+        module.save_pretrained(tmp, safe_serialization=True)
+        quantized = model_class.from_pretrained(
             tmp,
-            quantization_config=BitsAndBytesConfig(
+            quantization_config=config_class(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype
             ),
             dtype=dtype,
