@@ -173,17 +173,11 @@ class AppContext:
     generate_inputs: dict[str, Any] = field(default_factory=dict)
     app: gr.Blocks | None = None
     deferred: list[Callable[[], None]] = field(default_factory=list)  # wiring to run once every tab is laid out
-    GENERATE_KEYS = GENERATE_KEYS
 
     @classmethod
     def create(cls, config: AppConfig) -> AppContext:
         options = config.load.resolve()
         return cls(config, options, model_spec(options.model))
-
-    slider = staticmethod(slider)
-    unchecked = staticmethod(unchecked)
-    session_of = staticmethod(session_of)
-    user_error = staticmethod(user_error)
 
     def client_gone(self, event_id: str | None) -> bool:
         return self.app is not None and client_gone(self.app, event_id)

@@ -418,8 +418,10 @@ def generate_values(
             notes.append(f"The PNG's {key.replace('_', ' ')} is not text; it was left unchanged.")
     for key in (p.name for p in PARAMS if p.kind != "text"):
         if key in present and getattr(settings, key) is not None:
-            value = _choice_or_note(key, getattr(settings, key), notes) if PARAM[key].choices else None
-            value = value if PARAM[key].choices else _number_or_note(key, getattr(settings, key), notes, spec)
+            if PARAM[key].choices:
+                value = _choice_or_note(key, getattr(settings, key), notes)
+            else:
+                value = _number_or_note(key, getattr(settings, key), notes, spec)
             if value is not None:
                 values[key] = value
     if "seed" in values:
