@@ -2,8 +2,10 @@
 
 A 4 x 4 default sheet (Guidance 3, 4.5, 6, 7.5 across, Steps 10, 20, 30, 40 down; 64x64) is timed against the same
 16 cells made one by one through `sd35ui.core.generate.generate` with the prompt cache cleared before each (what a user
-clicking Generate 16 times pays, prompt encoding included), and against the sheet with `batch=True`. The three are
-interleaved over several rounds in one process, so load from other programs hits them alike; medians are reported.
+clicking Generate 16 times pays, prompt encoding included), and against the sheet with `batch=True`. The three run in
+interleaved rounds in one process (`bench/rounds.py`: order rotated each round, one torch thread unless --threads),
+so load from other programs hits them alike; every figure is a median with its spread, and a ratio is the median of
+the per-round ratios. `compare()` is also bench.py's `sheet` mode.
 
     HF_HUB_OFFLINE=1 python bench/sheet_bench.py --rounds 3 --json bench-sheet.json
 """
@@ -11,130 +13,193 @@ interleaved over several rounds in one process, so load from other programs hits
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
-import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import rounds as rounds_lib  # noqa: E402  (after the path is set)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+VARIANTS = ("singles", "sheet", "sheet_batched")
 
-def max_pixel_difference(a, b) -> int:
+
+def max_pixel_difference(a: Any, b: Any) -> int:
     import numpy as np
 
     return int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max())
 
 
-def main(argv: list[str] | None = None) -> dict:
+def compare(pipe: Any, spec: Any, rounds: int, warmup_round: bool = True) -> dict[str, Any]:
+    """Time the cells of `spec` three ways in `rounds` interleaved rounds: "singles" (each cell through `generate`,
+    the prompt cache cleared before each), "sheet" (`run_sheet`: each prompt encoded once) and "sheet_batched"
+    (`run_sheet(batch=True)`). With `warmup_round`, one uncounted round first (first-call costs of each shape).
+    Returns figures (`rounds.Figure.to_dict()`: median, spread, values) for wall and CPU seconds and for the
+    per-round speedups, whether the sheet's cells equal the single images, and the batched cells' largest pixel
+    difference from them."""
+    import torch
+
+    from sd35ui.core import generate, sheet
+
+    cells = sheet.plan_sheet(spec)
+    cuda = pipe.transformer.device.type == "cuda"
+
+    def timed(make: Callable[[], list[Any]]) -> dict[str, Any]:
+        if cuda:
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        wall, cpu = time.perf_counter(), time.process_time()
+        images = make()
+        if cuda:
+            torch.cuda.synchronize()
+        return {
+            "wall": time.perf_counter() - wall,
+            "cpu": time.process_time() - cpu,
+            "images": images,
+            "peak_alloc_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None,
+        }
+
+    def singles(_round: int) -> dict[str, Any]:
+        def make() -> list[Any]:
+            images = []
+            for cell in cells:
+                generate.prompt_cache.clear()
+                images.append(generate.generate(pipe, cell.settings).image)
+            return images
+
+        return timed(make)
+
+    def sheet_run(batch: bool) -> Callable[[int], dict[str, Any]]:
+        def run(_round: int) -> dict[str, Any]:
+            def make() -> list[Any]:
+                result = sheet.run_sheet(pipe, spec, batch=batch, cache=generate.PromptCache())
+                return [done.image for done in sorted(result.cells, key=lambda done: done.cell.index)]
+
+            return timed(make)
+
+        return run
+
+    variants = {"singles": singles, "sheet": sheet_run(False), "sheet_batched": sheet_run(True)}
+    if warmup_round:
+        for run in variants.values():
+            run(-1)
+    else:
+        generate.generate(pipe, cells[0].settings)  # first-call allocations and lazy imports
+    results = rounds_lib.interleave(variants, rounds)
+
+    wall = {name: [r["wall"] for r in results[name]] for name in VARIANTS}
+    cpu = {name: [r["cpu"] for r in results[name]] for name in VARIANTS}
+    figures = {f"{name}_s": rounds_lib.figure(wall[name]) for name in VARIANTS}
+    figures.update({f"{name}_cpu_s": rounds_lib.figure(cpu[name]) for name in VARIANTS})
+    for times, prefix in ((wall, ""), (cpu, "cpu_")):
+        figures[f"{prefix}speedup_sheet_vs_singles"] = rounds_lib.ratio(times["singles"], times["sheet"])
+        figures[f"{prefix}speedup_batched_vs_singles"] = rounds_lib.ratio(times["singles"], times["sheet_batched"])
+        figures[f"{prefix}speedup_batched_vs_sheet"] = rounds_lib.ratio(times["sheet"], times["sheet_batched"])
+    figure_dicts = {name: fig.to_dict() for name, fig in figures.items()}
+
+    identical, batched_diff = True, 0
+    for r in range(rounds):
+        singles_images = results["singles"][r]["images"]
+        identical &= all(
+            max_pixel_difference(a, b) == 0 for a, b in zip(singles_images, results["sheet"][r]["images"], strict=True)
+        )
+        batched_diff = max(
+            batched_diff,
+            *(
+                max_pixel_difference(a, b)
+                for a, b in zip(singles_images, results["sheet_batched"][r]["images"], strict=True)
+            ),
+        )
+    return {
+        "cells": len(cells),
+        "size": spec.base.width,
+        "x": spec.x.text(),
+        "y": spec.y.text() if spec.y is not None else None,
+        "rounds": rounds,
+        "order": "rotated each round (bench/rounds.py)",
+        "figures": figure_dicts,
+        "unstable": rounds_lib.unstable_names(figure_dicts),
+        "peak_alloc_gib": {name: max(r["peak_alloc_gib"] or 0 for r in results[name]) or None for name in VARIANTS},
+        "sheet_identical_to_singles": identical,
+        "batched_max_pixel_difference": batched_diff,
+    }
+
+
+def print_report(report: dict[str, Any]) -> None:
+    figures = report["figures"]
+    labels = {
+        "singles": f"{report['cells']} x generate() (cache cleared)",
+        "sheet": "run_sheet (batch=False)",
+        "sheet_batched": "run_sheet (batch=True)",
+    }
+    print(f"{'run':<34}{'wall s, median':>22}{'CPU s, median':>22}   wall s of every round")
+    for name, label in labels.items():
+        wall, cpu = figures[f"{name}_s"], figures[f"{name}_cpu_s"]
+        values = ", ".join(f"{t:.2f}" for t in wall["values"])
+        print(
+            f"{label:<34}{rounds_lib.figure_text(wall, '.2f'):>22}{rounds_lib.figure_text(cpu, '.2f'):>22}   {values}"
+        )
+    for key, what in (
+        ("speedup_sheet_vs_singles", "sheet vs singles"),
+        ("speedup_batched_vs_singles", "batched sheet vs singles"),
+        ("speedup_batched_vs_sheet", "batched vs unbatched sheet"),
+    ):
+        print(
+            f"{what}: {rounds_lib.figure_text(figures[key], '.2f', 'x')} (wall), "
+            f"{rounds_lib.figure_text(figures['cpu_' + key], '.2f', 'x')} (CPU time)"
+        )
+    print(
+        f"sheet cells identical to generate(): {report['sheet_identical_to_singles']}; "
+        f"batched max pixel difference: {report['batched_max_pixel_difference']}/255"
+    )
+    print(f"spread = (max - min) / median of the rounds; over 10% is marked unstable: {report['unstable'] or 'none'}")
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions (median reported)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (median and spread reported)")
     parser.add_argument("--size", type=int, default=64, help="cell width and height in pixels")
     parser.add_argument("--model", default="tiny-random")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 1: see bench/rounds.py)")
+    parser.add_argument("--warmup-round", action="store_true", help="one uncounted round of every variant first")
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    from sd35ui.core import generate, sheet
+    from sd35ui.core import sheet
     from sd35ui.core.pipeline import LoadOptions, get_pipeline, model_spec
     from sd35ui.core.settings import GenerationSettings
 
+    threads = rounds_lib.set_threads(args.threads, cuda=torch.cuda.is_available())
     pipe = get_pipeline(LoadOptions(model=args.model))
+    load_before = os.getloadavg()
     base = GenerationSettings(prompt="a red fox in a forest", width=args.size, height=args.size, seed=1234)
     spec = sheet.make_spec(base, model=model_spec(args.model))
-    cells = sheet.plan_sheet(spec)
-    generate.generate(pipe, cells[0].settings)  # warm-up: first-call allocations and lazy imports
-
-    def singles() -> tuple[float, float, list]:
-        images = []
-        wall, cpu = time.perf_counter(), time.process_time()
-        for cell in cells:
-            generate.prompt_cache.clear()
-            images.append(generate.generate(pipe, cell.settings).image)
-        return time.perf_counter() - wall, time.process_time() - cpu, images
-
-    def sheet_run(batch: bool) -> tuple[float, float, list]:
-        generate.prompt_cache.clear()
-        wall, cpu = time.perf_counter(), time.process_time()
-        result = sheet.run_sheet(pipe, spec, batch=batch)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        by_index = sorted(result.cells, key=lambda done: done.cell.index)
-        return wall, cpu, [done.image for done in by_index]
-
-    times: dict[str, list[float]] = {"singles": [], "sheet": [], "sheet_batched": []}
-    cpu_times: dict[str, list[float]] = {name: [] for name in times}
-    identical = True
-    batched_diff = 0
-    for _ in range(args.rounds):
-        images = {}
-        for name, run in (
-            ("singles", singles),
-            ("sheet", lambda: sheet_run(False)),
-            ("sheet_batched", lambda: sheet_run(True)),
-        ):
-            wall, cpu, images[name] = run()
-            times[name].append(wall)
-            cpu_times[name].append(cpu)
-        single_images, sheet_images, batched_images = images["singles"], images["sheet"], images["sheet_batched"]
-        identical &= all(max_pixel_difference(a, b) == 0 for a, b in zip(single_images, sheet_images, strict=True))
-        batched_diff = max(
-            batched_diff, *(max_pixel_difference(a, b) for a, b in zip(single_images, batched_images, strict=True))
-        )
-
-    median = {name: statistics.median(values) for name, values in times.items()}
-    median_cpu = {name: statistics.median(values) for name, values in cpu_times.items()}
     report = {
         "model": args.model,
-        "cells": len(cells),
-        "size": f"{args.size}x{args.size}",
-        "x": spec.x.text(),
-        "y": spec.y.text() if spec.y is not None else None,
-        "rounds": args.rounds,
-        "wall_seconds": times,
-        "cpu_seconds": cpu_times,
-        "median_wall_seconds": median,
-        "median_cpu_seconds": median_cpu,
-        "speedup_sheet_vs_singles": median["singles"] / median["sheet"],
-        "speedup_batched_vs_unbatched": median["sheet"] / median["sheet_batched"],
-        "cpu_speedup_sheet_vs_singles": median_cpu["singles"] / median_cpu["sheet"],
-        "cpu_speedup_batched_vs_unbatched": median_cpu["sheet"] / median_cpu["sheet_batched"],
-        "sheet_identical_to_singles": identical,
-        "batched_max_pixel_difference": batched_diff,
-        "torch_threads": torch.get_num_threads(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "command": "python bench/sheet_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        **compare(pipe, spec, args.rounds, warmup_round=args.warmup_round),
+        "torch_threads": threads,
         "cpu_count": os.cpu_count(),
-        "load_average": os.getloadavg(),
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
         "python": platform.python_version(),
         "torch": torch.__version__,
     }
-    print(f"{'run':<34}{'wall s':>8}{'CPU s':>8}   wall s of every round")
-    labels = {
-        "singles": "16 x generate() (cache cleared)",
-        "sheet": "run_sheet (batch=False)",
-        "sheet_batched": "run_sheet (batch=True)",
-    }
-    for name, label in labels.items():
-        rounds = ", ".join(f"{t:.2f}" for t in times[name])
-        print(f"{label:<34}{median[name]:>8.2f}{median_cpu[name]:>8.2f}   {rounds}")
-    print(
-        f"sheet vs singles: {report['speedup_sheet_vs_singles']:.2f}x faster (wall), "
-        f"{report['cpu_speedup_sheet_vs_singles']:.2f}x (CPU time)"
-    )
-    print(
-        f"batched vs unbatched sheet: {report['speedup_batched_vs_unbatched']:.2f}x faster (wall), "
-        f"{report['cpu_speedup_batched_vs_unbatched']:.2f}x (CPU time)"
-    )
-    print(f"sheet cells identical to generate(): {identical}; batched max pixel difference: {batched_diff}/255")
-    print(f"load average during the run: {report['load_average']}")
+    print_report(report)
+    print(f"load average before and after: {report['load_average_before']}, {report['load_average_after']}")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(report, indent=2))
     return report
 

@@ -20,20 +20,21 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import rounds  # noqa: E402  (after the path is set)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=10, help="images timed (median reported)")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default 1: see bench/rounds.py)")
     parser.add_argument("--json", type=Path, default=Path("outputs/tiny_speed.json"), help="where to write results")
     args = parser.parse_args(argv)
 
     import torch
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    rounds.set_threads(args.threads)
 
     from sd35ui.core.generate import generate
     from sd35ui.core.pipeline import LoadOptions, get_pipeline
@@ -59,6 +60,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     generate(pipe, settings(0))  # warm-up
     seconds = [generate(pipe, settings(i + 1)).timings["total"] for i in range(args.runs)]
+    figure = rounds.figure(seconds)
     result = {
         "model": "tiny",
         "size": size,
@@ -68,6 +70,7 @@ def main(argv: list[str] | None = None) -> dict:
         "median_s_per_image": statistics.median(seconds),
         "min_s": min(seconds),
         "max_s": max(seconds),
+        "figure": figure.to_dict(),  # median, spread = (max - min) / median, unstable when over 10%
         "load_s": load_s,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.processor() or platform.machine(),
@@ -76,7 +79,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print(
         f"tiny model, {size}x{size}, {steps} steps, guidance {guidance:g}: "
-        f"{result['median_s_per_image']:.3f} s per image (median of {args.runs}; min {min(seconds):.3f}, "
+        f"{figure.text('.3f', ' s')} per image (median of {args.runs}; min {min(seconds):.3f}, "
         f"max {max(seconds):.3f}); load {load_s:.2f} s"
     )
     args.json.parent.mkdir(parents=True, exist_ok=True)

@@ -193,7 +193,10 @@ def test_quick_bench_writes_sane_json(tmp_path):
     data = json.loads(out.read_text())
     meta = data["meta"]
     assert meta["device"] == "cpu" and meta["quick"] is True and meta["peak_tflops_measured"] > 0
+    assert meta["torch_threads"] == 1  # one thread on a CPU unless --threads
     assert data["errors"] == []
+    planned = [(m["model"], m["mode"]) for m in meta["planned_modes"]]
+    assert [(m["mode"], m["status"]) for m in data["modes"]] == [(mode, "ok") for _, mode in planned]
     rows = {(r["model"], r["mode"]): r for r in data["results"]}
     assert set(rows) == {("tiny-random", "eager"), ("fullsize-random-mini", "eager")}
     for row in rows.values():
@@ -205,13 +208,33 @@ def test_quick_bench_writes_sane_json(tmp_path):
         assert row["floor_fraction"] == pytest.approx(1 / row["x_floor"], rel=1e-3)
         assert row["peak_alloc_gib"] is None  # no CUDA here
         assert row["finite"] is True
+        assert_figures_match_their_images(row)
     assert rows[("fullsize-random-mini", "eager")]["text_tokens"] == 333
     extras = data["extras"]
     for model in ("tiny-random", "fullsize-random-mini"):
         profile = extras[model]["profile"]
         assert profile["flops"] > profile["attention_flops"] > 0
         assert sum(profile["share_of_busy"].values()) == pytest.approx(1.0, abs=1e-3)
-        assert extras[model]["vae_layout"]["max_pixel_difference"] <= 2
+        layout = extras[model]["vae_layout"]
+        assert layout["max_pixel_difference"] <= 2 and layout["figures"]["speedup"]["n"] == 3
     sheet = extras["tiny-random"]["sheet"]
-    if "skipped" not in sheet:  # sd35ui/sheet.py is another issue's file
-        assert sheet["cells"] == 4 and sheet["sheet_identical_to_cells"] is True
+    assert sheet["cells"] == 4 and sheet["rounds"] == 3 and sheet["sheet_identical_to_singles"] is True
+    assert sheet["batched_max_pixel_difference"] <= 2
+    assert "sheet" not in extras["fullsize-random-mini"]  # on a CPU only when --modes asks for it
+
+
+def assert_figures_match_their_images(row):
+    """Every figure is the median of the timed images (3 by default) with spread (max - min) / median; x floor is
+    each image against the matmul rate measured right after it."""
+    images = row["per_image"]
+    assert len(images) == 3
+    cached = [r["denoise"] + r["decode"] for r in images]
+    figures = row["figures"]
+    assert figures["s_per_image_cached"]["values"] == pytest.approx(cached, rel=1e-3)
+    assert row["s_per_image_cached"] == pytest.approx(sorted(cached)[1], rel=1e-3)
+    x_floor = sorted(c * r["tflops"] * 1e12 / row["flops_per_image"] for c, r in zip(cached, images))
+    assert row["x_floor"] == pytest.approx(x_floor[1], rel=1e-3)
+    assert figures["x_floor"]["spread"] == pytest.approx((x_floor[2] - x_floor[0]) / x_floor[1], rel=1e-2, abs=1e-3)
+    for name, figure in figures.items():
+        assert figure["unstable"] == (figure["spread"] > 0.10), name
+    assert row["unstable"] == [name for name, figure in figures.items() if figure["unstable"]]
