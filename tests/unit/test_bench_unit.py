@@ -68,5 +68,107 @@ def test_unknown_shape_name():
 # --- the benchmark -----------------------------------------------------------------------------------------------
 
 
-def test_gpu_check_script_parses():
-    subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu_check.sh")], check=True)
+@pytest.mark.parametrize("script", ["gpu_check.sh", "build_gpu_bundle.sh"])
+def test_gpu_scripts_parse(script):
+    subprocess.run(["bash", "-n", str(ROOT / "bench" / script)], check=True)
+
+
+def test_gpu_check_downloads_nothing():
+    """The GPU machine reaches no package registry: the check installs from the carried bundle only."""
+    text = (ROOT / "bench" / "gpu_check.sh").read_text()
+    commands = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    installs = [line for line in commands if "pip install" in line or "pip download" in line]
+    assert installs and all("--no-index" in line for line in installs), installs
+    assert not any(word in line for line in commands for word in ("curl ", "wget ", "pip download"))
+
+
+# --- interleaved rounds, spreads and time limits (bench/rounds.py, bench/bench.py, bench/report.py) ----------------
+
+
+def test_interleave_rotates_the_order_each_round():
+    from bench import rounds
+
+    calls = []
+    variants = {name: (lambda r, name=name: calls.append((r, name)) or f"{name}{r}") for name in "ABC"}
+    results = rounds.interleave(variants, 4)
+    assert [name for _, name in calls] == list("ABCBCACABABC")
+    assert results == {"A": ["A0", "A1", "A2", "A3"], "B": ["B0", "B1", "B2", "B3"], "C": ["C0", "C1", "C2", "C3"]}
+    with pytest.raises(ValueError):
+        rounds.interleave(variants, 0)
+
+
+def test_figure_median_spread_and_unstable():
+    from bench import rounds
+
+    steady = rounds.figure([1.1, 1.0, 1.05])
+    assert steady.median == 1.05
+    assert steady.spread == pytest.approx(0.1 / 1.05)
+    assert not steady.unstable
+    assert steady.to_dict()["values"] == [1.1, 1.0, 1.05]
+    assert rounds.figure_text(steady.to_dict(), ".2f", " s") == "1.05 s ±10%"
+    noisy = rounds.figure([1.0, 1.3, 1.1])
+    assert noisy.unstable and noisy.text(".2f") == "1.10 ±27% unstable"
+    single = rounds.figure([2.0])
+    assert single.spread is None and single.unstable and single.text() == "2 (1 run)"
+    with pytest.raises(ValueError):
+        rounds.figure([])
+
+
+def test_a_ratio_pairs_the_values_of_each_round():
+    from bench import rounds
+
+    # round 2 was slow for both variants: each round's own ratio is 2
+    assert rounds.ratio([2.0, 8.0], [1.0, 4.0]).values == (2.0, 2.0)
+    # rounds that disagree give a wide spread, where a ratio of medians (5 / 2.5) would hide it
+    disagree = rounds.ratio([2.0, 8.0], [4.0, 1.0])
+    assert disagree.values == (0.5, 8.0) and disagree.unstable
+    with pytest.raises(ValueError, match="pair rounds"):
+        rounds.ratio([1.0], [1.0, 2.0])
+
+
+def test_mode_limits_are_parsed_and_checked():
+    from bench import bench
+
+    assert bench.parse_mode_limits("eager=60,sheet=90.5") == {"eager": 60.0, "sheet": 90.5}
+    assert bench.parse_mode_limits(None) == {}
+    for bad in ("eager", "warp=3", "eager=soon"):
+        with pytest.raises(SystemExit):
+            bench.parse_mode_limits(bad)
+
+
+def test_a_mode_is_stopped_at_its_time_limit_and_the_budget_cuts_it():
+    import time
+
+    from bench import bench
+
+    start = time.perf_counter()
+    with pytest.raises(bench.ModeTimeout, match="0 s"):
+        with bench.time_limit(0.05):
+            while time.perf_counter() - start < 5:
+                pass
+    assert time.perf_counter() - start < 1
+    with bench.time_limit(None):  # no limit: nothing armed
+        time.sleep(0.01)
+    limits = bench.RunLimits({"eager": 60.0}, deadline=time.perf_counter() + 10)
+    assert 9 < limits.for_mode("eager") <= 10  # the budget's end comes first
+    assert 9 < limits.for_mode("sheet") <= 10
+    assert bench.RunLimits({"eager": 60.0}, deadline=None).for_mode("sheet") is None
+
+
+def test_report_reads_pins_and_names_the_modes_a_killed_step_did_not_finish(tmp_path):
+    from bench import report
+
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("# pins\ntorch==2.13.0\ngradio[mcp]==6.31.0  # extra\nhuggingface-hub==2.4.0\nnumpy>=2\n")
+    assert report.pins(requirements) == {"torch": "2.13.0", "gradio": "6.31.0", "huggingface_hub": "2.4.0"}
+    planned = [{"model": "fullsize", "mode": m} for m in ("nf4_model_offload", "eager", "compile_regional")]
+    data = {
+        "meta": {"planned_modes": planned},
+        "modes": [{"model": "fullsize-random", "mode": "nf4_model_offload", "status": "ok", "seconds": 50}],
+    }
+    step = {"name": "step1", "path": "step1.json", "exit": "124", "data": data}
+    statuses = [(m["mode"], m["status"]) for m in report.step_modes(step)]
+    assert statuses == [("nf4_model_offload", "ok"), ("eager", "killed"), ("compile_regional", "not started")]
+    assert "time limit" in report.step_modes(step)[1]["why"]
+    missing = report.step_modes({"name": "step3", "path": "step3.json", "exit": "skipped", "data": None})
+    assert missing[0]["status"] == "missing" and "no time left" in missing[0]["why"]
