@@ -1,10 +1,12 @@
-"""Euler vs Heun on the built-in trained tiny model: prompt adherence (the shipped adherence metric), transformer
-calls and seconds per image, at a few step counts, through the app's own generation service.
+"""Samplers, schedules and skip-layer guidance on the built-in trained tiny model: prompt adherence (the shipped
+adherence metric), transformer calls and seconds per image, at a few step counts, through the app's own generation
+service.
 
-Adherence is deterministic (fixed seeds, CPU generator); seconds are medians over the images of a row, interleaved
-Euler/Heun row by row, one torch thread.
+Adherence is deterministic (fixed seeds, CPU generator); seconds are medians over the images of a row, the variants
+interleaved row by row, one torch thread.
 
     HF_HUB_OFFLINE=1 python bench/samplers.py --json bench-samplers.json
+    HF_HUB_OFFLINE=1 python bench/samplers.py --variants "Euler,DPM++ 2M,Euler Karras,Euler SLG"
 """
 
 from __future__ import annotations
@@ -21,7 +23,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def run(steps_list: tuple[int, ...], seeds: tuple[int, ...], guidance: float) -> list[dict]:
+# Each variant's settings beside the defaults (Euler, the model's own schedule, no skip-layer guidance).
+VARIANTS: dict[str, dict] = {
+    "Euler": {},
+    "Heun": {"sampler": "Heun"},
+    "DPM++ 2M": {"sampler": "DPM++ 2M"},
+    "Euler Karras": {"schedule": "Karras"},
+    "Euler Exponential": {"schedule": "Exponential"},
+    "Euler Beta": {"schedule": "Beta"},
+    "Euler SLG": {"slg_scale": 2.5},  # the recommended window (1% to 20%) and the model's own layers
+}
+
+
+def run(
+    steps_list: tuple[int, ...], seeds: tuple[int, ...], guidance: float, variants: tuple[str, ...] = ("Euler", "Heun")
+) -> list[dict]:
     import numpy as np
     import torch
 
@@ -36,7 +52,7 @@ def run(steps_list: tuple[int, ...], seeds: tuple[int, ...], guidance: float) ->
     pipe.transformer.register_forward_hook(lambda *_: calls.append(1))
     rows = []
     for steps in steps_list:
-        for sampler in ("Euler", "Heun"):  # interleaved: load from other programs hits both alike
+        for sampler in variants:  # interleaved: load from other programs hits all alike
             scores, seconds = [], []
             calls.clear()
             for label in adherence.EVAL_LABELS:
@@ -48,7 +64,7 @@ def run(steps_list: tuple[int, ...], seeds: tuple[int, ...], guidance: float) ->
                         width=64,
                         height=64,
                         seed=seed,
-                        sampler=sampler,
+                        **VARIANTS[sampler],
                     )
                     result = generate(pipe, settings)
                     scores.append(adherence.score(np.asarray(result.image.convert("RGB")), label))
@@ -72,9 +88,14 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2, help="seeds per caption")
     parser.add_argument("--guidance", type=float, default=4.5)
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--variants", default="Euler,Heun", help=f"comma list of: {', '.join(VARIANTS)}")
     args = parser.parse_args()
+    variants = tuple(v.strip() for v in args.variants.split(","))
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(unknown)}; choose from {', '.join(VARIANTS)}")
     print("| sampler | steps | adherence (all) | transformer calls | s/image |\n|---|---|---|---|---|")
-    rows = run(tuple(int(s) for s in args.steps.split(",")), tuple(range(args.seeds)), args.guidance)
+    rows = run(tuple(int(s) for s in args.steps.split(",")), tuple(range(args.seeds)), args.guidance, variants)
     if args.json:
         args.json.write_text(json.dumps(rows, indent=2))
 

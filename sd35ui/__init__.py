@@ -57,15 +57,19 @@ def generate(
     seed: int | None = None,
     shift: float | None = None,
     sampler: str | None = None,
+    **more: Any,
 ) -> GenerationResult:
     """One image, exactly as the app makes it for the same settings (same seed, same pixels). Settings left out
     take the model's defaults (SD3.5 Medium: 40 steps, guidance 4.5, 1024x1024, shift 3, Euler; a random seed, in
-    `result.seed`).
+    `result.seed`). `more` takes any other setting of the parameter table by name: schedule ("Karras"),
+    slg_scale (skip-layer guidance, 2.5 as SD3.5 Medium recommends), skip_layers ("7, 8, 9"), slg_start, slg_stop,
+    t5_prompt ("Off").
     Raises ValueError, saying what is valid, for bad settings."""
     from sd35ui.core.generate import generate as run
 
     values = dict(negative_prompt=negative_prompt, steps=steps, guidance=guidance, width=width, height=height)
-    return run(pipe, _settings(pipe, prompt, {**values, "seed": seed, "shift": shift, "sampler": sampler}))
+    values.update(seed=seed, shift=shift, sampler=sampler)
+    return run(pipe, _settings(pipe, prompt, {**values, **more}))
 
 
 def make_sheet(
@@ -76,9 +80,11 @@ def make_sheet(
     **settings: Any,
 ) -> SheetResult:
     """A contact sheet: one image per combination of the X and Y values, as the Compare tab makes it. Axes are
-    TYPE=VALUES with TYPE steps, guidance, seed, shift, sampler or prompt (search/replace) and VALUES as in the app
-    (`10, 20`, `10-40(+10)`, `3-7.5[4]`, `Euler, Heun`); `y=None` makes a strip. `settings` are the other settings
-    (negative_prompt, steps, guidance, width, height, seed, shift, sampler). `sheet.image()` is the picture."""
+    TYPE=VALUES with TYPE one of the Compare tab's axes (steps, guidance, seed, shift, sampler, schedule, slg,
+    "skip layers", t5, prompt and negative for search/replace, size) and VALUES as in the app (`10, 20`,
+    `10-40(+10)`, `3-7.5[4]`, `Euler, Heun`, `1:1, 16:9`); `y=None` makes a strip. `settings` are the other settings
+    by name (negative_prompt, steps, guidance, width, height, seed, shift, sampler, schedule, slg_scale, ...).
+    `sheet.image()` is the picture."""
     from sd35ui.core import sheet
     from sd35ui.core.generate import model_name
     from sd35ui.core.pipeline import model_spec

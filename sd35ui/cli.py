@@ -17,8 +17,8 @@ def _add_settings_arguments(parser: argparse.ArgumentParser) -> None:
         kwargs: dict[str, Any] = {"dest": param.name, "default": None, "help": _flag_help(param)}
         if param.kind == "text":
             kwargs.update(required=param.required, default=None if param.required else "")
-        elif param.kind == "choice":
-            kwargs["type"] = str  # any case: validation names the choices
+        elif param.kind in ("choice", "layers"):
+            kwargs["type"] = str  # any case, or a list like "7, 8, 9": validation says what is valid
         else:
             kwargs["type"] = int if param.kind in ("size", "seed") else float
         parser.add_argument(param.cli, **kwargs)
@@ -33,6 +33,8 @@ def _flag_help(param: Param) -> str:
         return f"{param.help} (default: random, printed)"
     if param.kind == "choice":
         return f"{param.help}: {', '.join(param.choices)} (default: {param.choices[0]})"
+    if param.kind == "layers":
+        return f"{param.help} (SD3.5 Medium's: {', '.join(map(str, SD35_MEDIUM.skip_layers))})"
     assert param.range is not None
     default = f"the model's, {SD35_MEDIUM.default_steps} for SD3.5" if param.name == "steps" else param.range.default
     return f"{param.help}: {param.range.describe()} (default: {default})"
@@ -168,9 +170,9 @@ def run_sheet(args: argparse.Namespace) -> int:
     cells = sheet.plan_sheet(sheet_spec)
     from tqdm import tqdm
 
-    from sd35ui.core.generate import model_calls
+    from sd35ui.core.generate import loop_length
 
-    with tqdm(total=sum(model_calls(c.settings) for c in cells), unit="step", file=sys.stderr) as bar:
+    with tqdm(total=sum(loop_length(c.settings) for c in cells), unit="step", file=sys.stderr) as bar:
 
         def on_progress(i: int, n: int, step: int, steps: int) -> None:
             bar.set_description(f"cell {i + 1}/{n}")

@@ -7,10 +7,7 @@ validates (`sheet_spec_from_ui`), streams a `SheetRun`'s progress and cells, and
 
 from __future__ import annotations
 
-import html
 import queue
-import re
-import string
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +17,16 @@ import gradio as gr
 from gradio.context import LocalContext
 
 from sd35ui.app import zerogpu
-from sd35ui.app.context import AppContext, bind, control_for, session_of, slider, unchecked, user_error
+from sd35ui.app.context import (
+    AppContext,
+    bind,
+    control_for,
+    escape_markdown,
+    session_of,
+    slider,
+    unchecked,
+    user_error,
+)
 from sd35ui.core import sheet, storage
 from sd35ui.core.generate import GenerationOutOfMemory
 from sd35ui.core.pipeline import get_pipeline
@@ -60,6 +66,7 @@ def sheet_spec_from_ui(
     swap: Any = False,
     shift: Any = PARAM["shift"].range.default,
     sampler: Any = PARAM["sampler"].choices[0],
+    **later: Any,
 ) -> sheet.SheetSpec:
     """The one place Compare-tab and API values become a validated, size-checked sheet spec."""
     for name, value in (("X axis", x_axis), ("X values", x_values), ("Y axis", y_axis), ("Y values", y_values)):
@@ -80,6 +87,7 @@ def sheet_spec_from_ui(
         seed=_seed(seed),
         shift=shift,
         sampler=sampler,
+        **later,  # the settings added after these (Param.api_tail), by name
     )
     spec = sheet.make_spec(
         base,
@@ -95,18 +103,6 @@ def sheet_spec_from_ui(
     )
     sheet.check_sheet(spec)
     return spec
-
-
-# Every ASCII punctuation mark but `&` and `;` (which spell the entities html.escape writes); escaping `:` and `/`
-# also stops bare URLs from becoming links.
-_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation.replace("&", "").replace(";", "")) + "])")
-
-
-def escape_markdown(text: str) -> str:
-    """User text shown in a Markdown component, as plain text: HTML escaped (no tags, no entities) and Markdown's
-    punctuation backslash-escaped (no links, images or emphasis). Gradio's sanitiser would still let `<img>` and
-    links through. Written by hand: neither gradio nor the standard library escapes Markdown."""
-    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
 
 
 def cell_caption(spec: sheet.SheetSpec, cell: sheet.Cell) -> str:
@@ -405,40 +401,24 @@ def make_sheet(
     swap: bool = False,
     shift: float = PARAM["shift"].range.default,
     sampler: str = PARAM["sampler"].choices[0],
+    schedule: str = PARAM["schedule"].choices[0],
+    slg_scale: float = PARAM["slg_scale"].range.default,
+    skip_layers: str | None = None,
+    slg_start: float = PARAM["slg_start"].range.default,
+    slg_stop: float = PARAM["slg_stop"].range.default,
+    t5_prompt: str = PARAM["t5_prompt"].choices[0],
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
     ctx: AppContext,
 ):
-    """Make a contact sheet: one image per combination of X and Y values, in a labelled grid.
-
-    Args:
-        prompt: what every image should show.
-        negative_prompt: what they should not show (may be empty).
-        x_axis: the setting varied across columns: Steps, Guidance, Seed, Shift, Sampler or Prompt S/R.
-        x_values: its values: a list "3, 4.5, 6", a range by step "10-40(+10)" or by count "3-7.5[4]"; for
-            Prompt S/R the first value is the text to find in the prompt and every value replaces it.
-        y_axis: the setting varied down rows, or "None" for a single strip.
-        y_values: its values, in the same forms.
-        steps: denoising steps (1-50) for every cell unless Steps is an axis.
-        guidance: guidance scale (1.0-10.0) unless Guidance is an axis.
-        width: image width in pixels, a multiple of 16.
-        height: image height in pixels, a multiple of 16.
-        seed: one seed for the whole sheet (0-2147483647), or -1 for a random one; ignored if Seed is an axis.
-        show_times: caption every cell with its generation time.
-        margin: pixels between cells.
-        legend: draw axis labels and the title line.
-        swap: swap the axes (X down the side, Y across the top).
-        shift: the noise schedule's shift (1.0-10.0; SD3.5 Medium's own: 3) unless Shift is an axis.
-        sampler: Euler (SD3's own) or Heun (two model calls a step) unless Sampler is an axis.
-
-    Returns:
-        The sheet PNG (axes and fixed settings in its metadata), the cells, a status line and a zip of all.
-    """
+    # The docstring (the API's description of each parameter) is set below the function.
     axes = (x_axis, x_values, y_axis, y_values)
     fixed = (steps, guidance, width, height, seed, show_times, margin, legend, swap, shift, sampler)
+    later = dict(schedule=schedule, slg_scale=slg_scale, skip_layers=skip_layers, slg_start=slg_start)
+    later.update(slg_stop=slg_stop, t5_prompt=t5_prompt)
     try:
-        spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed)
+        spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed, **later)
     except ValueError as exc:
         raise gr.Error(str(exc), title="Invalid sheet") from None
     session = session_of(request)
@@ -457,6 +437,42 @@ def make_sheet(
     finally:
         stop_event.set()  # a closed tab ends the generator: stop the worker within one step
         ctx.stops.finish(session, stop_event)
+
+
+make_sheet.__doc__ = """Make a contact sheet: one image per combination of X and Y values, in a labelled grid.
+
+    Args:
+        prompt: what every image should show.
+        negative_prompt: what they should not show (may be empty).
+        x_axis: the setting varied across columns: Steps, Guidance, Seed, Shift, Sampler, Schedule type, SLG scale,
+            Skip layers, SLG start, SLG stop, T5, Prompt S/R, Negative S/R or Size.
+        x_values: its values: a list "3, 4.5, 6", a range by step "10-40(+10)" or by count "3-7.5[4]"; for
+            Prompt S/R the first value is the text to find in the prompt and every value replaces it (Negative S/R:
+            in the negative prompt); Size takes "1024x1024, 1344x768" or aspect ratios "1:1, 16:9"; Skip layers
+            takes quoted lists '"7, 8, 9", "7"'.
+        y_axis: the setting varied down rows, or "None" for a single strip.
+        y_values: its values, in the same forms.
+        steps: denoising steps (1-50) for every cell unless Steps is an axis.
+        guidance: guidance scale (1.0-10.0) unless Guidance is an axis.
+        width: image width in pixels, a multiple of 16.
+        height: image height in pixels, a multiple of 16.
+        seed: one seed for the whole sheet (0-2147483647), or -1 for a random one; ignored if Seed is an axis.
+        show_times: caption every cell with its generation time.
+        margin: pixels between cells.
+        legend: draw axis labels and the title line.
+        swap: swap the axes (X down the side, Y across the top).{later}
+
+    Returns:
+        The sheet PNG (axes and fixed settings in its metadata), the cells, a status line and a zip of all.
+    """.format(
+    later="".join(  # settings added since (Param.api_tail), from the parameter table
+        f"\n        {p.name}: {p.help}"
+        + (f"; one of {', '.join(p.choices)}" if p.choices else "")
+        + "; unless on an axis."
+        for p in PARAMS
+        if p.api_tail
+    )
+)
 
 
 def stop_sheet(request: gr.Request, *, ctx: AppContext) -> None:

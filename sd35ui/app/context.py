@@ -6,7 +6,10 @@ function that connects module-level handlers to the components, binding the cont
 
 from __future__ import annotations
 
+import html
 import inspect
+import re
+import string
 import threading
 import typing
 from collections.abc import Callable
@@ -65,6 +68,18 @@ class StopRegistry:
         with self._lock:
             if self._events.get(session) is event:
                 del self._events[session]
+
+
+# Every ASCII punctuation mark but `&` and `;` (which spell the entities html.escape writes); escaping `:` and `/`
+# also stops bare URLs from becoming links.
+_MARKDOWN_SPECIAL = re.compile("([" + re.escape(string.punctuation.replace("&", "").replace(";", "")) + "])")
+
+
+def escape_markdown(text: str) -> str:
+    """User text shown in a Markdown component, as plain text: HTML escaped (no tags, no entities) and Markdown's
+    punctuation backslash-escaped (no links, images or emphasis). Gradio's sanitiser would still let `<img>` and
+    links through. Written by hand: neither gradio nor the standard library escapes Markdown."""
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
 
 
 def session_of(request: gr.Request | None) -> str:
@@ -215,6 +230,9 @@ def control_for(param: Param, spec: ModelSpec, elem_id: str | None = None, rende
         return gr.Textbox(label=param.label, **looks)
     if param.kind == "choice":
         return gr.Dropdown(list(param.choices), value=param.choices[0], label=param.label, **looks)
+    if param.kind == "layers":
+        own = ", ".join(map(str, spec.skip_layers))
+        return gr.Textbox("", label=param.label, placeholder=f"the model's own: {own}", info=param.help, **looks)
     rng = param.range_for(spec)
     if param.kind == "seed":
         return unchecked(

@@ -16,20 +16,24 @@ import gradio as gr
 from gradio.context import LocalContext
 
 from sd35ui.app import zerogpu
-from sd35ui.app.context import AppContext, bind, control_for, session_of, user_error
+from sd35ui.app.context import AppContext, bind, control_for, escape_markdown, session_of, user_error
 from sd35ui.core import metadata, storage
 from sd35ui.core.generate import GenerationResult, GenerationStopped, generate
 from sd35ui.core.pipeline import LoadOptions, get_pipeline, is_loaded, model_spec
 from sd35ui.core.settings import (
     GENERATE_KEYS,
     GUIDANCE_PRESETS,
+    MAX_PROMPT_CHARS,
     PARAM,
     PARAMS,
+    SLG_KEYS,
+    SLG_RECOMMENDED,
     STEP_PRESETS,
     GenerationSettings,
     ModelSpec,
     check_flag,
 )
+from sd35ui.core.tokens import TokenCount, count_tokens
 
 HELP = """
 **Steps**: how many denoising steps. Fewer are faster and rougher (20 for a quick draft); 40 is the standard;
@@ -72,12 +76,35 @@ def save_or_keep(result: GenerationResult, root: Path) -> Path:
         return path
 
 
-def info_line(result: GenerationResult) -> str:
+def info_line(result: GenerationResult, tokens: TokenCount | None = None) -> str:
+    """The summary under the image (and the API's third value): seed, size, steps, guidance, what differs from the
+    model's own sampling, the time, and warnings: words the text encoders cut, skip-layer guidance that did not
+    run."""
     s = result.settings
-    return (
-        f"Seed {s.seed} · {s.width}x{s.height} · {s.steps} steps · guidance {s.guidance:g} · "
-        f"{result.timings['total']:.2f} s"
-    )
+    parts = [f"Seed {s.seed}", f"{s.width}x{s.height}", f"{s.steps} steps", f"guidance {s.guidance:g}"]
+    if s.sampler != "Euler" or s.schedule != "Default":
+        parts.append(s.sampler + (f" {s.schedule}" if s.schedule != "Default" else ""))
+    if s.skip_layer_guided:
+        parts.append(f"skip-layer guidance {s.slg_scale:g}")
+    if s.t5_prompt == "Off":
+        parts.append("T5 off")
+    line = " · ".join([*parts, f"{result.timings['total']:.2f} s"])
+    if s.slg_scale > 0 and not s.skip_layer_guided:
+        line += "\nSkip-layer guidance did not run: it works only with guidance above 1."
+    warning = tokens.warning() if tokens is not None else None
+    return line + (f"\nPrompt too long: {warning}" if warning else "")
+
+
+def token_count_text(prompt: Any, *, ctx: AppContext) -> str:
+    """The line under the prompt box: tokens per text encoder, and the words cut when the prompt is too long."""
+    if not isinstance(prompt, str) or not prompt.strip():
+        return ""
+    try:
+        counts = count_tokens(get_pipeline(ctx.options), prompt[: MAX_PROMPT_CHARS + 1])
+    except Exception:  # the model failed to load: generating says why; the count is not worth a second message
+        return ""
+    warning = counts.warning()
+    return f"Tokens: {counts.line()}" + (f"  \n⚠ {escape_markdown(warning)}" if warning else "")
 
 
 # --- Layout ---------------------------------------------------------------------------------------------------------
@@ -95,6 +122,9 @@ class GenerateTab:
     seed_used: gr.Number
     step_preset: gr.Radio
     guidance_preset: gr.Radio
+    size_preset: gr.Dropdown
+    slg_recommended: gr.Button
+    tokens: gr.Markdown
 
 
 def generate_inputs(spec: ModelSpec) -> dict[str, Any]:
@@ -113,6 +143,7 @@ def layout(spec: ModelSpec) -> GenerateTab:
             inputs["prompt"].render()
             run = gr.Button("Generate", variant="primary", scale=1, elem_id="generate-btn")
             stop = gr.Button("Stop", variant="stop", scale=0, elem_id="stop-btn")
+        tokens = gr.Markdown("", elem_id="token-count")
         if spec.examples:
             gr.Examples([[example] for example in spec.examples], inputs=[inputs["prompt"]], label="Try")
         with gr.Row():
@@ -137,6 +168,13 @@ def layout(spec: ModelSpec) -> GenerateTab:
                     inputs["steps"].render()
                     guidance_preset = gr.Radio(list(GUIDANCE_PRESETS), label="Guidance preset", value="General")
                     inputs["guidance"].render()
+                    size_preset = gr.Dropdown(
+                        [CUSTOM_SIZE, *size_presets(spec)],
+                        value=_matching_size(spec, spec.default_size, spec.default_size),
+                        label="Aspect ratio",
+                        info=f"sizes at about {spec.default_size}x{spec.default_size} pixels for {spec.name}",
+                        elem_id="size-preset",
+                    )
                     with gr.Row():
                         inputs["width"].render()
                         inputs["height"].render()
@@ -144,13 +182,58 @@ def layout(spec: ModelSpec) -> GenerateTab:
                         inputs["seed"].render()
                         inputs["randomize_seed"].render()
                     for param in PARAMS:  # settings added since: in the order of the table
-                        if param.api_tail:
+                        if param.name == "slg_scale":
+                            slg_recommended = _skip_layer_guidance_group(spec, inputs)
+                        elif param.api_tail and param.name not in SLG_KEYS:
                             inputs[param.name].render()
                 seed_used = gr.Number(
                     label="Seed used", value=None, interactive=False, precision=0, elem_id="seed-used"
                 )
                 gr.Markdown(HELP)
-    return GenerateTab(inputs, run, stop, image, info, seed_used, step_preset, guidance_preset)
+    presets = (step_preset, guidance_preset, size_preset, slg_recommended)
+    return GenerateTab(inputs, run, stop, image, info, seed_used, *presets, tokens)
+
+
+def _skip_layer_guidance_group(spec: ModelSpec, inputs: dict[str, Any]) -> gr.Button:
+    """Skip-layer guidance's settings with the one-click recommendation; returns that button."""
+    layers = ", ".join(map(str, spec.skip_layers))
+    with gr.Group(elem_id="slg-group"):
+        gr.Markdown(
+            "**Skip-layer guidance** (SD3.5 Medium's model card recommends it): works only with guidance above 1. "
+            f"Recommended: layers {layers}, scale {SLG_RECOMMENDED['slg_scale']:g}, from "
+            f"{SLG_RECOMMENDED['slg_start']:.0%} to {SLG_RECOMMENDED['slg_stop']:.0%} of the steps.",
+            elem_id="slg-note",
+        )
+        button = gr.Button("Use the recommended skip-layer guidance", size="sm", elem_id="slg-recommended")
+        for key in SLG_KEYS:
+            inputs[key].render()
+    return button
+
+
+CUSTOM_SIZE = "Custom"
+
+
+def size_presets(spec: ModelSpec) -> dict[str, tuple[int, int]]:
+    """The aspect-ratio dropdown's choices ("16:9 · 1344x768") and their sizes."""
+    return {f"{label} · {w}x{h}": (w, h) for label, (w, h) in spec.size_presets().items()}
+
+
+def _matching_size(spec: ModelSpec, width: Any, height: Any) -> str:
+    for label, size in size_presets(spec).items():
+        if size == (width, height):
+            return label
+    return CUSTOM_SIZE
+
+
+def _size_of_preset(spec: ModelSpec, label: str) -> tuple[Any, Any]:
+    size = size_presets(spec).get(label)
+    return size if size is not None else (gr.skip(), gr.skip())
+
+
+def _recommended_slg(spec: ModelSpec) -> tuple[float, str, float, float]:
+    recommended = SLG_RECOMMENDED
+    layers = ", ".join(map(str, spec.skip_layers))
+    return recommended["slg_scale"], layers, recommended["slg_start"], recommended["slg_stop"]
 
 
 # --- Handlers -------------------------------------------------------------------------------------------------------
@@ -167,6 +250,12 @@ def generate_image(
     randomize_seed: bool,
     shift: float = PARAM["shift"].range.default,
     sampler: str = PARAM["sampler"].choices[0],
+    schedule: str = PARAM["schedule"].choices[0],
+    slg_scale: float = PARAM["slg_scale"].range.default,
+    skip_layers: str | None = None,
+    slg_start: float = PARAM["slg_start"].range.default,
+    slg_stop: float = PARAM["slg_stop"].range.default,
+    t5_prompt: str = PARAM["t5_prompt"].choices[0],
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
@@ -175,6 +264,7 @@ def generate_image(
     # The docstring (the API's and MCP's description of each parameter) is written from the parameter table below.
     try:
         values = (prompt, negative_prompt, steps, guidance, width, height, seed, randomize_seed, shift, sampler)
+        values += (schedule, slg_scale, skip_layers, slg_start, slg_stop, t5_prompt)
         settings = settings_from_ui(ctx.options, *values)
     except ValueError as exc:
         raise user_error(exc) from None
@@ -189,15 +279,17 @@ def generate_image(
             stop.set()  # the tab was closed or the client went away: free the GPU within one step
 
     try:
-        result = generate(get_pipeline(ctx.options), settings, on_step=on_step, stop=stop)
+        pipe = get_pipeline(ctx.options)
+        result = generate(pipe, settings, on_step=on_step, stop=stop)
         path = save_or_keep(result, ctx.config.outputs)
+        tokens = count_tokens(pipe, settings.prompt)
     except GenerationStopped:
         raise gr.Error("Stopped before the image was finished; nothing was saved.", title="Stopped") from None
     except Exception as exc:  # the server must survive any failure inside the pipeline
         raise user_error(exc) from exc
     finally:
         ctx.stops.finish(session, stop)
-    return str(path), result.seed, info_line(result)
+    return str(path), result.seed, info_line(result, tokens)
 
 
 def api_docstring(summary: str, extra_args: dict[str, str], returns: str) -> str:
@@ -257,6 +349,21 @@ def wire(ctx: AppContext, tab: GenerateTab) -> None:
         # slider back, or two quick slider moves can race and a stale reply moves the slider to an old value.
         preset.input(partial(_preset_value, table), preset, control, api_visibility="private", queue=False)
         control.change(partial(_matching_preset, table), control, preset, api_visibility="private", queue=False)
+    size = [tab.inputs["width"], tab.inputs["height"]]
+    private = dict(api_visibility="private", queue=False)
+    tab.size_preset.input(partial(_size_of_preset, ctx.spec), tab.size_preset, size, **private)
+    for control in size:
+        control.change(partial(_matching_size, ctx.spec), size, tab.size_preset, **private)
+    slg = [tab.inputs[key] for key in SLG_KEYS]
+    tab.slg_recommended.click(partial(_recommended_slg, ctx.spec), None, slg, **private)
+    tab.inputs["prompt"].change(
+        bind(token_count_text, ctx=ctx),
+        tab.inputs["prompt"],
+        tab.tokens,
+        trigger_mode="always_last",
+        show_progress="hidden",
+        **private,
+    )
     gr.on(
         triggers=[tab.run.click, tab.inputs["prompt"].submit],
         fn=zerogpu.gpu(zerogpu.generate_duration)(bind(generate_image, ctx=ctx)),

@@ -74,13 +74,22 @@ def generate_duration(*args: Any, **kwargs: Any) -> int:
         return MIN_DURATION_S
     if not all(map(math.isfinite, numbers)):
         return MIN_DURATION_S
-    numbers[0] *= _sampler_factor(values.get("sampler"))
+    numbers[0] *= _sampler_factor(values.get("sampler")) * _slg_factor([values.get("slg_scale")])
     return duration(*numbers)
 
 
 def _sampler_factor(sampler: Any) -> int:
-    """Model calls per step: Heun makes two (sd35ui.core.generate.model_calls), so it asks for twice the time."""
+    """Model calls per step: Heun makes two (sd35ui.core.generate.loop_length), so it asks for twice the time."""
     return 2 if str(sampler).strip().lower().startswith("heun") else 1
+
+
+def _slg_factor(scales: list[Any]) -> float:
+    """Skip-layer guidance adds one pass to the two of a guided step inside its window: at most 1.5 x the work
+    (a whole-run window), asked for whenever any scale is above 0."""
+    try:
+        return 1.5 if any(float(scale or 0) > 0 for scale in scales) else 1.0
+    except (TypeError, ValueError):
+        return 1.0
 
 
 def sheet_duration(*args: Any, **kwargs: Any) -> int:
@@ -108,12 +117,16 @@ def sheet_duration(*args: Any, **kwargs: Any) -> int:
         for axis in axes:
             cells *= len(axis.values)
         samplers = [values.get("sampler")]
+        scales = [values.get("slg_scale")]
         for axis in axes:
+            if axis.kind == "slg_scale":
+                scales = list(axis.values)
             if axis.kind == "steps":
                 total_steps = sum(float(v) for v in axis.values) / len(axis.values)
             if axis.kind == "sampler":
                 samplers = list(axis.values)
         total_steps *= max(_sampler_factor(s) for s in samplers)  # Heun anywhere: the sheet's upper bound
+        total_steps *= _slg_factor(scales)
         return duration(total_steps, float(width), float(height), cells)
     except (TypeError, ValueError):
         return MIN_DURATION_S

@@ -119,36 +119,135 @@ def encode(pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
     return Embeddings(embeds, neg, pooled, neg_pooled)
 
 
+def without_t5(pipe: Any, embeddings: Embeddings) -> Embeddings:
+    """`embeddings` with T5's part zeroed: the last `max_sequence_length` tokens of the prompt embeddings, where
+    diffusers puts zeros when the pipeline has no T5. The pooled embeddings are the CLIPs' alone and stay."""
+
+    def zeroed(embeds: Any) -> Any:
+        if embeds is None:
+            return None
+        out = embeds.clone()
+        out[:, embeds.shape[1] - max_sequence_length(pipe) :, :] = 0
+        return out
+
+    return Embeddings(
+        zeroed(embeddings.prompt), zeroed(embeddings.negative), embeddings.pooled, embeddings.negative_pooled
+    )
+
+
+def embeddings_for(pipe: Any, settings: GenerationSettings, cache: PromptCache | None = None) -> Embeddings:
+    """The prompt embeddings `settings` call for, through the prompt cache: T5 off reuses the prompt's full
+    encoding with T5's part zeroed, so switching T5 encodes nothing again."""
+    embeddings = (cache if cache is not None else prompt_cache).get(
+        pipe, settings.prompt, settings.negative_prompt, is_guided(settings.guidance)
+    )
+    return without_t5(pipe, embeddings) if settings.t5_prompt == "Off" else embeddings
+
+
 def is_guided(guidance: float) -> bool:
     return guidance > 1.0  # diffusers turns classifier-free guidance off at <= 1 (one pass per step, not two)
 
 
-# The sampler setting's values: diffusers' flow-matching schedulers, which SD3's pipeline runs as they are.
-SCHEDULERS = {"Euler": "FlowMatchEulerDiscreteScheduler", "Heun": "FlowMatchHeunDiscreteScheduler"}
+# The sampler setting's values: diffusers' schedulers that SD3's pipeline runs on flow-matching sigmas.
+SCHEDULERS = {
+    "Euler": "FlowMatchEulerDiscreteScheduler",
+    "Heun": "FlowMatchHeunDiscreteScheduler",
+    "DPM++ 2M": "DPMSolverMultistepScheduler",
+}
+# The schedule setting's values: FlowMatchEulerDiscreteScheduler's options that re-space the shifted sigmas.
+SCHEDULE_FLAGS = {"Karras": "use_karras_sigmas", "Exponential": "use_exponential_sigmas", "Beta": "use_beta_sigmas"}
+
+
+def loop_length(settings: GenerationSettings) -> int:
+    """Iterations of the denoising loop (as the progress bar counts them): Heun evaluates the model twice a step
+    but the last."""
+    return 2 * settings.steps - 1 if settings.sampler == "Heun" else settings.steps
+
+
+def skip_layer_iterations(settings: GenerationSettings) -> list[int]:
+    """The loop iterations that make the extra skip-layer pass: those strictly inside (start, stop) x the loop's
+    length, as diffusers' condition `i > n * start and i < n * stop` picks them (`denoise` passes n scaled for
+    Heun, so the window is the same share of the loop for every sampler)."""
+    if not settings.skip_layer_guided:
+        return []
+    n = loop_length(settings)
+    return [i for i in range(n) if n * settings.slg_start < i < n * settings.slg_stop]
 
 
 def model_calls(settings: GenerationSettings) -> int:
-    """Transformer calls (denoising steps as the progress bar counts them) for `settings`: Heun evaluates the model
-    twice a step but the last."""
-    return 2 * settings.steps - 1 if settings.sampler == "Heun" else settings.steps
+    """Transformer calls for `settings` (a call on a guided batch of two counts once): one per loop iteration, plus
+    one per iteration in skip-layer guidance's window."""
+    return loop_length(settings) + len(skip_layer_iterations(settings))
+
+
+def transformer_passes(settings: GenerationSettings) -> int:
+    """Images' worth of transformer work: two per loop iteration with classifier-free guidance, one without, plus
+    the skip-layer passes (one image each)."""
+    return loop_length(settings) * (2 if is_guided(settings.guidance) else 1) + len(skip_layer_iterations(settings))
+
+
+def make_scheduler(config: Any, settings: GenerationSettings) -> Any:
+    """A new scheduler for `settings`' sampler, schedule and shift, from the loaded scheduler's `config`."""
+    import diffusers
+
+    if settings.sampler == "DPM++ 2M":
+        # DPM-Solver++ (2M) on flow sigmas, as diffusers documents for flow-matching models: the model predicts the
+        # flow, sigmas are shifted like SD3's, the last step goes to sigma 0.
+        return diffusers.DPMSolverMultistepScheduler(
+            num_train_timesteps=config.get("num_train_timesteps", 1000),
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            prediction_type="flow_prediction",
+            use_flow_sigmas=True,
+            flow_shift=settings.shift,
+            final_sigmas_type="zero",
+        )
+    flags = {flag: settings.schedule == name for name, flag in SCHEDULE_FLAGS.items()}
+    if settings.sampler == "Heun":
+        flags = {}  # FlowMatchHeunDiscreteScheduler has no schedule options (check_combination refuses them)
+    return getattr(diffusers, SCHEDULERS[settings.sampler]).from_config(config, shift=settings.shift, **flags)
+
+
+def _is_loaded_schedule(scheduler: Any, settings: GenerationSettings) -> bool:
+    config = scheduler.config
+    return (
+        type(scheduler).__name__ == SCHEDULERS[settings.sampler]
+        and config.get("shift") == settings.shift
+        and all(bool(config.get(flag)) == (settings.schedule == name) for name, flag in SCHEDULE_FLAGS.items())
+    )
 
 
 @contextlib.contextmanager
 def scheduled(pipe: Any, settings: GenerationSettings) -> Iterator[Any]:
-    """The pipeline's scheduler set up for `settings` (its sampler and shift) for one job, and the loaded one back
+    """The pipeline's scheduler set up for `settings` (sampler, schedule, shift) for one job, and the loaded one back
     after it. Callers hold the pipeline's lock, so concurrent users never see each other's schedule; building a
-    scheduler from the loaded one's config is cheap and reloads nothing. With the model's own (Euler, its shift)
-    nothing is swapped."""
-    import diffusers
-
+    scheduler from the loaded one's config is cheap and reloads nothing. With the model's own (Euler, Default, its
+    shift) nothing is swapped."""
     original = pipe.scheduler
-    wanted = SCHEDULERS[settings.sampler]
-    if type(original).__name__ != wanted or original.config.get("shift") != settings.shift:
-        pipe.scheduler = getattr(diffusers, wanted).from_config(original.config, shift=settings.shift)
+    if not _is_loaded_schedule(original, settings):
+        pipe.scheduler = make_scheduler(original.config, settings)
     try:
         yield pipe.scheduler
     finally:
         pipe.scheduler = original
+
+
+def skip_layer_kwargs(pipe: Any, settings: GenerationSettings) -> dict[str, Any]:
+    """StableDiffusion3Pipeline's skip-layer guidance arguments for `settings` ({} when it is off): the layers (the
+    model's own when none are given), the scale, and the window, scaled so that it covers the same share of the
+    loop for Heun as for Euler (the pipeline compares loop iterations with steps x start)."""
+    if not settings.skip_layer_guided:
+        return {}
+    from sd35ui.core.pipeline import model_spec
+
+    layers = settings.skip_layers or ", ".join(map(str, model_spec(model_name(pipe)).skip_layers))
+    scale = loop_length(settings) / settings.steps
+    return {
+        "skip_guidance_layers": [int(layer) for layer in layers.split(",")],
+        "skip_layer_guidance_scale": settings.slg_scale,
+        "skip_layer_guidance_start": settings.slg_start * scale,
+        "skip_layer_guidance_stop": settings.slg_stop * scale,
+    }
 
 
 def denoise(
@@ -162,7 +261,7 @@ def denoise(
     import torch
 
     assert settings.seed is not None, "call settings.with_seed() first"
-    total = model_calls(settings)
+    total = loop_length(settings)
 
     def callback(_pipe: Any, i: int, _t: Any, kwargs: dict) -> dict:
         if on_step is not None:
@@ -189,6 +288,7 @@ def denoise(
             generator=generator,
             output_type="latent",
             callback_on_step_end=callback,
+            **skip_layer_kwargs(pipe, settings),
         ).images
 
 
@@ -227,9 +327,7 @@ def generate(
     start = time.perf_counter()
     try:
         with pipe_lock(pipe):
-            embeddings = prompt_cache.get(
-                pipe, settings.prompt, settings.negative_prompt, is_guided(settings.guidance)
-            )
+            embeddings = embeddings_for(pipe, settings)
             encoded = time.perf_counter()
             latents = denoise(pipe, embeddings, settings, on_step, stop)
             denoised = time.perf_counter()

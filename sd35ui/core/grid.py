@@ -189,7 +189,8 @@ def compose(
     cell_size: tuple[int, int] | None = None,
     min_side: int = MIN_CELL_SIDE,
 ) -> Image.Image:
-    """Draw a contact sheet. `cells[row][col]` are same-sized images (None: not made, drawn grey); `col_labels` and
+    """Draw a contact sheet. `cells[row][col]` are images (None: not made, drawn grey), each centred in a box of
+    `cell_size` (default: the first cell's size; none may be larger); `col_labels` and
     `row_labels` name the columns and rows ("Guidance: 4.5"); `captions[row][col]` is a small line under each cell.
 
     `swap` exchanges rows and columns (and their labels); a single row or column makes a strip labelled on one side.
@@ -287,12 +288,15 @@ def _draw_cells(
                 draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=MISSING)
                 _draw_centred(draw, ["not made"], caption_font, (x0, y0, x1, y1), CAPTION_TEXT)
                 continue
-            if cell.size != cell_size:
-                raise ValueError(f"Cell ({r}, {c}) is {cell.size[0]}x{cell.size[1]}; every cell must be {cell_size}.")
+            if cell.width > cell_size[0] or cell.height > cell_size[1]:
+                raise ValueError(
+                    f"Cell ({r}, {c}) is {cell.size[0]}x{cell.size[1]}; no cell may be larger than {cell_size}."
+                )
             shown = cell.convert("RGB")
             if box.scale > 1:
-                shown = shown.resize((box.cell_w, box.cell_h), Image.Resampling.NEAREST)
-            sheet.paste(shown, (x0, y0))
+                shown = shown.resize((cell.width * box.scale, cell.height * box.scale), Image.Resampling.NEAREST)
+            # a smaller cell (a Size axis) sits in the middle of its box
+            sheet.paste(shown, (x0 + (box.cell_w - shown.width) // 2, y0 + (box.cell_h - shown.height) // 2))
             caption = caption_grid[r][c] if caption_grid is not None else None
             if caption:
                 lines = wrap(caption, caption_font, box.cell_w, 1)

@@ -370,6 +370,15 @@ def _choice_or_note(key: str, value: Any, notes: list[str]) -> str | None:
         return None
 
 
+def _layers_or_note(key: str, value: Any, notes: list[str], spec: ModelSpec) -> str | None:
+    """`value` as layers of `spec`'s transformer ("7, 8, 9"; "" for the model's own), else None with a note."""
+    try:
+        return PARAM[key].check(value if isinstance(value, (str, list)) else str(value), spec)
+    except ValueError as exc:
+        notes.append(f"{exc} The PNG's {key.replace('_', ' ')} was left unchanged.")
+        return None
+
+
 def _number_or_note(key: str, value: Any, notes: list[str], spec: ModelSpec = SD35_MEDIUM) -> Any:
     """`value` when `key` can take it in this app (a finite number in its range, for `spec`'s sizes), else None
     with a line in `notes`: Gradio cannot even send some (a seed of 2**64 or more), and the rest would fail."""
@@ -420,6 +429,8 @@ def generate_values(
         if key in present and getattr(settings, key) is not None:
             if PARAM[key].choices:
                 value = _choice_or_note(key, getattr(settings, key), notes)
+            elif PARAM[key].kind == "layers":
+                value = _layers_or_note(key, getattr(settings, key), notes, spec)
             else:
                 value = _number_or_note(key, getattr(settings, key), notes, spec)
             if value is not None:

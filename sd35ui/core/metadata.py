@@ -11,7 +11,7 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from sd35ui.core.settings import PARAMS, GenerationSettings
+from sd35ui.core.settings import PARAMS, SLG_KEYS, GenerationSettings
 
 PARAMETERS_KEY = "parameters"  # A1111's key, read by image hosts, ComfyUI, InvokeAI and others
 JSON_KEY = "sd35ui"  # our exact, machine-readable settings
@@ -32,6 +32,18 @@ def a1111_fields(settings: GenerationSettings) -> dict[str, Any]:
     """The A1111 keys of `settings`, from the parameter table (width and height share "Size": WxH)."""
     fields: dict[str, Any] = {}
     for param in PARAMS:
+        if (
+            param.name in SLG_KEYS
+            and not settings.slg_scale
+            or param.name == "skip_layers"
+            and not settings.skip_layers
+        ):
+            continue  # skip-layer guidance off: its settings say nothing (read back, no scale means off); no layers
+            # given: the model's own
+        if param.name == "t5_prompt" and settings.t5_prompt == "On":
+            continue  # T5 is named only when its part was left out
+        if param.name == "schedule" and settings.schedule == "Default":
+            continue  # as sd35ui 0.2 wrote it: the model's own schedule goes without saying
         if param.name == "sampler":
             fields["Sampler"] = settings.sampler + SAMPLER_NOTE
         elif param.a1111 == "Size":
@@ -189,6 +201,8 @@ def _settings_from_parsed(parsed: dict[str, Any]) -> GenerationSettings:
                 values[param.name] = param.choice(fields[param.a1111])
             except ValueError:  # another tool's sampler: kept as written; History says it cannot use it
                 values[param.name] = str(fields[param.a1111])
+        elif param.a1111 in fields:  # skipped layers: text, checked against the model by History
+            values[param.name] = str(fields[param.a1111])
     return GenerationSettings(**values)
 
 

@@ -115,7 +115,7 @@ def model_spec(model: str) -> ModelSpec:
 def tiny_spec(model: str = "tiny") -> ModelSpec:
     """Size limits of the built-in tiny models, from the model's own info file (trained at 64 px; larger sizes run,
     with unknown quality)."""
-    from sd35ui.models.tiny import TINY_SIZE, tiny_model_info
+    from sd35ui.models.tiny import TINY_LAYERS, TINY_SIZE, TINY_SKIP_LAYERS, tiny_model_info
 
     info = tiny_model_info(model)
     return ModelSpec(
@@ -127,6 +127,8 @@ def tiny_spec(model: str = "tiny") -> ModelSpec:
         examples=tuple(info.get("example_prompts", ("a red circle on a blue background",))),
         # the trained model is sharp by 10 steps: show where steps and guidance still make a difference
         sheet_axes=tuple(info.get("sheet_axes", ("Guidance", "1, 3, 4.5, 7", "Steps", "2, 5, 10, 20"))),
+        transformer_layers=int(info.get("transformer_layers", TINY_LAYERS)),
+        skip_layers=tuple(int(layer) for layer in info.get("skip_layers", TINY_SKIP_LAYERS)),
     )
 
 

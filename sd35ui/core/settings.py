@@ -37,6 +37,10 @@ class Range:
         return f"{fmt(self.minimum)} to {fmt(self.maximum)}"
 
 
+# Skip-layer guidance as Stability's reference sampler for SD3.5 Medium runs it (with the model's own layers): the
+# Generate tab's "Recommended" button.
+SLG_RECOMMENDED: dict[str, float] = {"slg_scale": 2.5, "slg_start": 0.01, "slg_stop": 0.2}
+SLG_KEYS = ("slg_scale", "skip_layers", "slg_start", "slg_stop")
 STEP_PRESETS: dict[str, int] = {"Quick draft": 20, "Standard": 40, "High quality": 50}
 GUIDANCE_PRESETS: dict[str, float] = {"Abstract": 3.5, "General": 4.5, "Precise": 7.5}
 
@@ -53,12 +57,46 @@ class ModelSpec:
     examples: tuple[str, ...] = ()  # prompts shown under the prompt box
     # the Compare tab opens on: X type, X values, Y type, Y values (the usage guide's question for SD3.5)
     sheet_axes: tuple[str, str, str, str] = ("Guidance", "3, 4.5, 6, 7.5", "Steps", "10, 20, 30, 40")
+    transformer_layers: int = 24  # transformer blocks: the layers skip-layer guidance may skip are 0 to this - 1
+    skip_layers: tuple[int, ...] = (7, 8, 9)  # what skip-layer guidance skips by default (SD3.5 Medium's model card)
 
     def steps_range(self) -> Range:
         return dataclasses.replace(RANGES["steps"], default=self.default_steps)
 
     def size_range(self) -> Range:
         return Range("Size", self.min_size, self.max_size, self.default_size, SIZE_MULTIPLE, integer=True)
+
+    def size_presets(self) -> dict[str, tuple[int, int]]:
+        """Width x height per aspect ratio ("16:9", "9:16", ...) at about the pixels of the model's default size,
+        multiples of 16 within its size range (SD3.5 Medium: about one megapixel)."""
+        return {label: preset_size(w / h, self) for label, (w, h) in ASPECT_RATIOS.items()}
+
+
+# Aspect ratios offered as size presets: landscape, then the portraits.
+ASPECT_RATIOS: dict[str, tuple[int, int]] = {
+    "1:1": (1, 1),
+    "4:3": (4, 3),
+    "3:2": (3, 2),
+    "16:9": (16, 9),
+    "21:9": (21, 9),
+    "3:4": (3, 4),
+    "2:3": (2, 3),
+    "9:16": (9, 16),
+}
+
+
+def preset_size(ratio: float, spec: ModelSpec) -> tuple[int, int]:
+    """The multiple-of-16 size within the model's range closest to aspect `ratio` at the default size's pixels:
+    the one with the least (4 x ratio error + area error), both as log ratios. Hand-written: the rounding rule is
+    ours (1360x768 for 16:9 at one megapixel, 1440x624 for 21:9 where 1440 is SD3.5's widest)."""
+    area = spec.default_size**2
+    sizes = range(spec.min_size, spec.max_size + 1, SIZE_MULTIPLE)
+
+    def score(wh: tuple[int, int]) -> float:
+        w, h = wh
+        return 4 * abs(math.log(w / h / ratio)) + abs(math.log(w * h / area))
+
+    return min(((w, h) for w in sizes for h in sizes), key=score)
 
 
 SD35_MEDIUM = ModelSpec(
@@ -77,13 +115,14 @@ SD35_MEDIUM = ModelSpec(
 @dataclass(frozen=True)
 class Param:
     """One generation setting, declared once. `kind` says how a value is checked: "text" (a prompt), "number"
-    (within `range`), "size" (within the model's size range, a multiple of 16) or "seed" (a number, or empty for
-    random)."""
+    (within `range`), "size" (within the model's size range, a multiple of 16), "seed" (a number, or empty for
+    random), "choice" (one of `choices`) or "layers" (transformer layer numbers like "7, 8, 9", or empty for the
+    model's own)."""
 
     name: str  # the GenerationSettings field, the API parameter name and the key in the sd35ui JSON chunk
     label: str  # the UI's label
     help: str  # the UI's info line, the CLI's help and the API docs
-    kind: Literal["text", "number", "size", "seed", "choice"]
+    kind: Literal["text", "number", "size", "seed", "choice", "layers"]
     cli: str  # the CLI flag
     range: Range | None = None  # numbers: valid values, the default and the slider step
     a1111: str | None = None  # the key in A1111's `parameters` line; width and height share "Size" (WxH)
@@ -102,7 +141,7 @@ class Param:
             return spec.default_steps
         if self.kind == "seed":
             return None
-        if self.kind == "text":
+        if self.kind in ("text", "layers"):
             return ""
         if self.kind == "choice":
             return self.choices[0]
@@ -136,6 +175,8 @@ class Param:
             return None
         if self.kind == "choice":
             return self.choice(value)
+        if self.kind == "layers":
+            return check_layers(self.name, value, spec)
         assert self.range is not None
         number = _number(self.name, value, self.range)
         return int(number) if self.range.integer else round(number, 4)
@@ -191,14 +232,84 @@ PARAMS: tuple[Param, ...] = (
     Param(
         "sampler",
         "Sampler",
-        "how each step moves towards the image: Euler (one model call a step, SD3's own) or Heun (two calls a step "
-        "but the last, more accurate in few steps)",
+        "how each step moves towards the image: Euler (one model call a step, SD3's own), Heun (two calls a step "
+        "but the last, more accurate in few steps) or DPM++ 2M (one call a step, second order from the step "
+        "before; Stability's own sampler for SD3.5 Medium)",
         "choice",
         "--sampler",
         a1111="Sampler",
         axis=("Sampler", "samplers"),
         api_tail=True,
-        choices=("Euler", "Heun"),
+        choices=("Euler", "Heun", "DPM++ 2M"),
+    ),
+    Param(
+        "schedule",
+        "Schedule type",
+        "how the noise levels are spaced between the steps (Euler only): Default (SD3's own, shifted evenly), "
+        "Karras, Exponential or Beta",
+        "choice",
+        "--schedule",
+        a1111="Schedule type",
+        axis=("Schedule type", "schedule", "scheduler", "schedules"),
+        api_tail=True,
+        choices=("Default", "Karras", "Exponential", "Beta"),
+    ),
+    Param(
+        "slg_scale",
+        "Skip-layer guidance",
+        "skip-layer guidance scale, 0 = off: a third model pass with some layers skipped, pushed away from, for "
+        "better anatomy and structure (SD3.5 Medium's card recommends it; 2.5 in Stability's own sampler). Only with "
+        "guidance above 1",
+        "number",
+        "--slg-scale",
+        Range("Skip-layer guidance scale", 0.0, 10.0, 0.0, 0.1, integer=False),
+        a1111="SLG scale",
+        axis=("SLG scale", "skip-layer guidance", "skip layer guidance", "slg", "skip-layer guidance scale"),
+        api_tail=True,
+    ),
+    Param(
+        "skip_layers",
+        "Skipped layers",
+        "the transformer layers skip-layer guidance skips, like 7, 8, 9; empty: the model's own",
+        "layers",
+        "--skip-layers",
+        a1111="SLG layers",
+        axis=("Skip layers", "skipped layers", "slg layers"),
+        api_tail=True,
+    ),
+    Param(
+        "slg_start",
+        "SLG start",
+        "where skip-layer guidance starts, as a fraction of the steps",
+        "number",
+        "--slg-start",
+        Range("SLG start", 0.0, 1.0, 0.01, 0.01, integer=False),
+        a1111="SLG start",
+        axis=("SLG start",),
+        api_tail=True,
+    ),
+    Param(
+        "slg_stop",
+        "SLG stop",
+        "where skip-layer guidance stops, as a fraction of the steps",
+        "number",
+        "--slg-stop",
+        Range("SLG stop", 0.0, 1.0, 0.2, 0.01, integer=False),
+        a1111="SLG stop",
+        axis=("SLG stop",),
+        api_tail=True,
+    ),
+    Param(
+        "t5_prompt",
+        "T5",
+        "the T5-XXL text encoder's part of the prompt: On, or Off (zeros, as when T5 is not loaded) to see what "
+        "it adds",
+        "choice",
+        "--t5-prompt",
+        a1111="T5",
+        axis=("T5", "t5 on/off", "t5 encoder"),
+        api_tail=True,
+        choices=("On", "Off"),
     ),
 )
 PARAM: dict[str, Param] = {p.name: p for p in PARAMS}
@@ -247,6 +358,26 @@ def check_size(field: str, value: Any, spec: ModelSpec) -> int:
             f"Use {' or '.join(map(str, candidates))} instead (valid range {rng.describe()} for {spec.name})."
         )
     return size
+
+
+def check_layers(field: str, value: Any, spec: ModelSpec) -> str:
+    """Transformer layer numbers ("7, 8, 9", "7 8 9", "[7, 8, 9]" or a list) as "7, 8, 9", sorted and each once;
+    "" stays "" (the model's own). Raises ValueError naming the model's layers."""
+    if value is None:
+        return ""
+    items = [str(v) for v in value] if isinstance(value, (list, tuple)) else str(value).strip("[] ").replace(",", " ")
+    words = items if isinstance(items, list) else items.split()
+    last = spec.transformer_layers - 1
+    valid = f"whole numbers from 0 to {last} ({spec.name} has {spec.transformer_layers} transformer layers)"
+    layers = set()
+    for word in words:
+        if not word.strip().isdigit():
+            raise ValueError(f"Skipped layers ({field}): cannot read {word!r}; use {valid}, like 7, 8, 9.")
+        layer = int(word)
+        if layer > last:
+            raise ValueError(f"Skipped layers ({field}): there is no layer {layer}; use {valid}.")
+        layers.add(layer)
+    return ", ".join(map(str, sorted(layers)))
 
 
 def check_prompt(field: str, value: Any, *, required: bool) -> str:
@@ -308,6 +439,12 @@ class GenerationSettings:
     seed: int | None = None
     shift: float = RANGES["shift"].default
     sampler: str = "Euler"
+    schedule: str = "Default"
+    slg_scale: float = RANGES["slg_scale"].default
+    skip_layers: str = ""  # the model's own (ModelSpec.skip_layers)
+    slg_start: float = RANGES["slg_start"].default
+    slg_stop: float = RANGES["slg_stop"].default
+    t5_prompt: str = "On"
 
     @classmethod
     def validated(cls, spec: ModelSpec = SD35_MEDIUM, **values: Any) -> GenerationSettings:
@@ -317,7 +454,26 @@ class GenerationSettings:
         if unknown:
             raise ValueError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
         out = {p.name: p.check(values[p.name] if p.name in values else p.default_for(spec), spec) for p in PARAMS}
-        return cls(**out)
+        return cls(**out).check_combination()
+
+    def check_combination(self) -> GenerationSettings:
+        """These settings, or a ValueError for values that are valid alone but not together."""
+        if self.schedule != "Default" and self.sampler != "Euler":
+            raise ValueError(
+                f"The {self.schedule} schedule works with the Euler sampler only ({self.sampler} spaces its own "
+                "steps); choose Euler or the Default schedule."
+            )
+        if self.slg_scale > 0 and self.slg_start >= self.slg_stop:
+            raise ValueError(
+                f"Skip-layer guidance starts at {self.slg_start:g} of the steps and stops at {self.slg_stop:g}: the "
+                "start must come before the stop (SD3.5 Medium: 0.01 to 0.2)."
+            )
+        return self
+
+    @property
+    def skip_layer_guided(self) -> bool:
+        """Whether skip-layer guidance runs: a scale above 0, with classifier-free guidance on (as in diffusers)."""
+        return self.slg_scale > 0 and self.guidance > 1.0
 
     def validate(self, spec: ModelSpec = SD35_MEDIUM) -> GenerationSettings:
         return GenerationSettings.validated(spec, **dataclasses.asdict(self))

@@ -25,7 +25,18 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from sd35ui.core import generate, grid, metadata, storage
-from sd35ui.core.settings import PARAM, PARAMS, SD35_MEDIUM, GenerationSettings, ModelSpec, _number, check_prompt
+from sd35ui.core.settings import (
+    PARAM,
+    PARAMS,
+    SD35_MEDIUM,
+    GenerationSettings,
+    ModelSpec,
+    _number,
+    check_layers,
+    check_prompt,
+    check_size,
+    preset_size,
+)
 
 # An 8 x 8 sheet of SD3.5 Medium at 1024x1024 and 40 steps: about 2 hours on a mid-range GPU; on an H200 at least
 # 73 s, 64 x the 1.14 s compute floor of one image (PERF.md).
@@ -56,11 +67,22 @@ class AxisKind:
     aliases: tuple[str, ...]
 
 
-# The numeric axes come from the parameter table (each setting with an `axis`); Prompt S/R is the sheet's own.
+# The setting axes come from the parameter table (each setting with an `axis`); Prompt S/R, Negative S/R and Size
+# (width and height together) are the sheet's own.
 AXIS_KINDS: dict[str, AxisKind] = {
     **{p.name: AxisKind(p.name, p.axis[0], tuple(a.lower() for a in p.axis)) for p in PARAMS if p.axis},
     "prompt": AxisKind("prompt", "Prompt S/R", ("prompt", "prompt s/r", "prompt sr", "prompt_sr", "s/r")),
+    "negative": AxisKind(
+        "negative", "Negative S/R", ("negative s/r", "negative", "negative prompt", "negative prompt s/r", "neg s/r")
+    ),
+    "size": AxisKind("size", "Size", ("size", "sizes", "resolution", "aspect ratio", "width x height")),
 }
+TEXT_AXES = ("prompt", "negative")  # search/replace: the first value is the text to find
+# How costly a change of each axis's value is between two cells: the costlier axis runs in the outer loop. A new
+# prompt means the text encoders (under offload, moved to the GPU and back); a new size new tensor shapes (and, with
+# torch.compile, a recompile); everything else is a number or a scheduler built from a config (T5 off zeroes part of
+# an encoding already made).
+SWITCH_COST = {"prompt": 2, "negative": 2, "size": 1}
 AXIS_CHOICES = tuple(kind.label for kind in AXIS_KINDS.values())  # for a dropdown
 
 
@@ -98,12 +120,12 @@ class Axis:
 
     def labels(self) -> list[str]:
         """What the sheet writes over each column / beside each row."""
-        name = "Prompt" if self.kind == "prompt" else self.label
+        name = {"prompt": "Prompt", "negative": "Negative"}.get(self.kind, self.label)
         return [f"{name}: {format_value(v) if v != '' else chr(34) * 2}" for v in self.values]
 
     def text(self) -> str:
         """The values in the input format (`3, 4.5, 6`; quoted prompts), which parse back to the same axis."""
-        if self.kind == "prompt":
+        if self.kind in TEXT_AXES or PARAM.get(self.kind, PARAM["prompt"]).kind == "layers":
             return ", ".join(_quote_csv(v) for v in self.values)
         return ", ".join(format_value(v) for v in self.values)
 
@@ -114,6 +136,11 @@ class Axis:
                 prompt=settings.prompt.replace(find, value),
                 negative_prompt=settings.negative_prompt.replace(find, value),
             )
+        if self.kind == "negative":
+            return settings.replace(negative_prompt=settings.negative_prompt.replace(self.values[0], value))
+        if self.kind == "size":
+            width, height = size_of(value)
+            return settings.replace(width=width, height=height)
         return settings.replace(**{self.kind: value})
 
     def to_dict(self) -> dict[str, Any]:
@@ -124,6 +151,17 @@ _NUM = r"(\d+(?:\.\d*)?|\.\d+)"
 _STEP_RANGE = re.compile(rf"^{_NUM}\s*-\s*{_NUM}\s*(?:\(\s*([+-]?)\s*{_NUM}\s*\))?$")
 _COUNT_RANGE = re.compile(rf"^{_NUM}\s*-\s*{_NUM}\s*\[\s*(\d+)\s*\]$")
 FORMAT_HELP = "a list like `10, 20, 40`, a range by step like `10-40(+10)`, or a range by count like `3-7.5[4]`"
+
+
+_SIZE = re.compile(r"^\s*(\d{1,5})\s*[x×*]\s*(\d{1,5})\s*$", re.IGNORECASE)
+_RATIO = re.compile(r"^\s*(\d{1,2})\s*:\s*(\d{1,2})\s*$")
+
+
+def size_of(value: str) -> tuple[int, int]:
+    """(width, height) of a Size axis value "1344x768"."""
+    match = _SIZE.match(value)
+    assert match is not None, value
+    return int(match[1]), int(match[2])
 
 
 def _split(text: str) -> list[str]:
@@ -184,19 +222,23 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
     kind = axis_kind(name, which)
     label = kind.label
     text = "" if text is None else str(text)
-    if kind.key == "prompt":
+    if kind.key in TEXT_AXES:
         values = _split(text)
         if not values or not values[0]:
+            example = '`red, blue, "deep green"`' if kind.key == "prompt" else '`blurry, "", "blurry, lowres"`'
             raise ValueError(
-                f"{which} axis (Prompt S/R) needs the text to find first, then its replacements, e.g. "
-                '`red, blue, "deep green"`.'
+                f"{which} axis ({label}) needs the text to find first, then its replacements, e.g. {example}."
             )
         if len(values) > MAX_AXIS_VALUES:
-            raise ValueError(f"{which} axis (Prompt S/R) has {len(values)} values; the limit is {MAX_AXIS_VALUES}.")
+            raise ValueError(f"{which} axis ({label}) has {len(values)} values; the limit is {MAX_AXIS_VALUES}.")
         return Axis(kind.key, tuple(values))
     items = _split(text)
+    if kind.key == "size":
+        return _size_axis(items, which)
     if PARAM[kind.key].kind == "choice":
         return _choice_axis(PARAM[kind.key], items, which)
+    if PARAM[kind.key].kind == "layers":
+        return _layers_axis(PARAM[kind.key], items, which)
     if not items or all(not item for item in items):
         raise ValueError(f"{which} axis ({label}) has no values. Enter {FORMAT_HELP}.")
     rng = PARAM[kind.key].range
@@ -243,11 +285,95 @@ def _choice_axis(param: Any, items: list[str], which: str) -> Axis:
     return Axis(param.name, values)
 
 
-def check_axis(axis: Axis, base: GenerationSettings, which: str = "X") -> None:
-    """Checks that need the base settings: Prompt S/R's text must occur in the prompt (or negative prompt)."""
-    if axis.kind != "prompt":
+def _size_axis(items: list[str], which: str) -> Axis:
+    """A Size axis: `1024x1024, 1344x768`, or aspect ratios (`1:1, 16:9, 9:16`) that `resolve_sizes` turns into
+    the model's preset sizes; sizes are checked against the model there too."""
+    if not items or not all(items):
+        raise ValueError(
+            f"{which} axis (Size) needs sizes like `1024x1024, 1344x768` or aspect ratios like `1:1, 16:9`."
+        )
+    values = []
+    for item in items:
+        match, ratio = _SIZE.match(item), _RATIO.match(item)
+        if match is None and ratio is None:
+            raise ValueError(
+                f"{which} axis (Size): cannot read {item!r}; write a size as WIDTHxHEIGHT (`1344x768`) or an aspect "
+                "ratio (`16:9`)."
+            )
+        values.append(f"{int(match[1])}x{int(match[2])}" if match else f"{int(ratio[1])}:{int(ratio[2])}")
+    if len(set(values)) < len(values):
+        raise ValueError(f"{which} axis (Size) repeats a value: list each once.")
+    return Axis("size", tuple(values))
+
+
+def resolve_sizes(axis: Axis, model: ModelSpec, which: str = "X") -> Axis:
+    """A Size axis with each aspect ratio replaced by the model's preset size for it, every size checked against
+    the model's range and multiple of 16."""
+    values = []
+    for value in axis.values:
+        if ":" in value:
+            w, _, h = value.partition(":")
+            if not (int(w) and int(h)):
+                raise ValueError(f"{which} axis (Size): the aspect ratio {value} has a zero side.")
+            width, height = preset_size(int(w) / int(h), model)
+        else:
+            width, height = size_of(value)
+        try:
+            check_size("width", width, model)
+            check_size("height", height, model)
+        except ValueError as exc:
+            raise ValueError(f"{which} axis (Size), {value}: {exc}") from None
+        values.append(f"{width}x{height}")
+    if len(set(values)) < len(values):
+        raise ValueError(f"{which} axis (Size): two values make the same size ({', '.join(values)}); list each once.")
+    return Axis("size", tuple(values))
+
+
+def _layers_axis(param: Any, items: list[str], which: str) -> Axis:
+    """An axis over skipped layers: each value a quoted list (`"7, 8, 9", "7", "8 9"`); checked against the model
+    by `make_spec`."""
+    if not items or not all(items):
+        raise ValueError(f'{which} axis ({param.axis[0]}) needs layer lists like `"7, 8, 9", "7", "8, 9"`.')
+    try:
+        values = tuple(check_layers(param.name, item, _ANY_LAYERS) for item in items)
+    except ValueError as exc:
+        raise ValueError(f"{which} axis: {exc}") from None
+    if len(set(values)) < len(values):
+        raise ValueError(f"{which} axis ({param.axis[0]}) repeats a value: list each once.")
+    return Axis(param.name, values)
+
+
+# Layer lists are read before the model is known, then checked against it (`check_axis`).
+_ANY_LAYERS = ModelSpec("any model", 1024, 1440, transformer_layers=1000)
+
+
+def check_axis(axis: Axis, base: GenerationSettings, which: str = "X", model: ModelSpec | None = None) -> None:
+    """Checks that need the base settings or the model: S/R text must occur in the prompt (Prompt S/R: or the
+    negative prompt; Negative S/R: the negative prompt), layers must exist in the model, every cell's settings must
+    go together (a schedule only with Euler)."""
+    if model is not None and axis.kind == "skip_layers":
+        for value in axis.values:
+            try:
+                check_layers("skip_layers", value, model)
+            except ValueError as exc:
+                raise ValueError(f"{which} axis: {exc}") from None
+    if axis.kind not in TEXT_AXES:
+        for value in axis.values:
+            try:
+                axis.apply(base, value).check_combination()
+            except ValueError as exc:
+                raise ValueError(f"{which} axis ({axis.label}: {format_value(value)}): {exc}") from None
         return
     find = axis.values[0]
+    if axis.kind == "negative":
+        if find not in base.negative_prompt:
+            raise ValueError(
+                f"{which} axis (Negative S/R): the text to find, {find!r}, is not in the negative prompt. The first "
+                "value is the text to replace and must appear in the negative prompt exactly (case and spaces count)."
+            )
+        for value in axis.values:
+            check_prompt("negative_prompt", base.negative_prompt.replace(find, value), required=False)
+        return
     if find not in base.prompt and find not in base.negative_prompt:
         raise ValueError(
             f"{which} axis (Prompt S/R): the text to find, {find!r}, is not in the prompt. The first value is the "
@@ -304,12 +430,14 @@ def make_spec(
     The seed is fixed here (drawn at random when `base.seed` is None) so the spec says exactly what will run."""
     base = base.validate(model)
     x = parse_axis(x_type, x_values, "X")
-    check_axis(x, base, "X")
+    x = resolve_sizes(x, model, "X") if x.kind == "size" else x
+    check_axis(x, base, "X", model)
     y = None
     if y_type is not None and str(y_type).strip().lower() not in ("", "none", "-"):
         y = parse_axis(y_type, y_values or "", "Y")
-        check_axis(y, base, "Y")
-        if y.kind == x.kind and x.kind != "prompt":
+        y = resolve_sizes(y, model, "Y") if y.kind == "size" else y
+        check_axis(y, base, "Y", model)
+        if y.kind == x.kind and x.kind not in TEXT_AXES:
             raise ValueError(f"X and Y are both {x.label}; choose a different type for one of them.")
     whole = isinstance(margin, (int, float)) and not isinstance(margin, bool) and float(margin).is_integer()
     if not whole or not 0 <= margin <= MAX_MARGIN:
@@ -322,23 +450,32 @@ def make_spec(
 
 @dataclass(frozen=True)
 class Cell:
-    index: int  # order of generation, row by row
+    index: int  # order of generation: row by row, or column by column when X is costlier to switch (SWITCH_COST)
     row: int  # index into the Y values (0 when there is no Y axis)
     col: int  # index into the X values
     settings: GenerationSettings
 
 
+def x_outer(spec: SheetSpec) -> bool:
+    """Whether the sheet is made column by column: X's values are costlier to switch than Y's (a prompt or a size
+    against a number), so X runs in the outer loop."""
+    return spec.y is not None and SWITCH_COST.get(spec.x.kind, 0) > SWITCH_COST.get(spec.y.kind, 0)
+
+
 def plan_sheet(spec: SheetSpec) -> list[Cell]:
-    """The cells of a sheet, row by row. Everything not on an axis comes from `spec.base`."""
+    """The cells of a sheet in the order they are made: row by row, unless X is costlier to switch than Y
+    (`x_outer`), then column by column. Everything not on an axis comes from `spec.base`."""
     spec = spec.resolved()
-    cells: list[Cell] = []
     y_values = spec.y.values if spec.y is not None else (None,)
-    for row, y_value in enumerate(y_values):
-        for col, x_value in enumerate(spec.x.values):
-            settings = spec.x.apply(spec.base, x_value)
-            if spec.y is not None:
-                settings = spec.y.apply(settings, y_value)
-            cells.append(Cell(len(cells), row, col, settings))
+    places = [(row, col) for row in range(len(y_values)) for col in range(spec.cols)]
+    if x_outer(spec):
+        places.sort(key=lambda place: (place[1], place[0]))
+    cells: list[Cell] = []
+    for row, col in places:
+        settings = spec.x.apply(spec.base, spec.x.values[col])
+        if spec.y is not None:
+            settings = spec.y.apply(settings, y_values[row])
+        cells.append(Cell(len(cells), row, col, settings))
     return cells
 
 
@@ -353,19 +490,34 @@ def check_sheet(spec: SheetSpec, max_cells: int = MAX_CELLS, max_pixels: int = M
         raise ValueError(
             f"This sheet has {spec.n_cells} cells ({shape}); the limit is {max_cells}. Use fewer values on an axis."
         )
-    w, h = spec.base.width, spec.base.height
-    pixels = spec.n_cells * w * h
+    cells = plan_sheet(spec)
+    for cell in cells:
+        try:
+            cell.settings.check_combination()
+        except ValueError as exc:
+            raise ValueError(f"Cell {cell_name(spec, cell)}: {exc}") from None
+    pixels = sum(cell.settings.width * cell.settings.height for cell in cells)
     if pixels > max_pixels:
-        fit = max(1, max_pixels // (w * h))
+        w, h = spec.base.width, spec.base.height
+        sizes = {f"{c.settings.width}x{c.settings.height}" for c in cells}
+        what = f"cells of {w}x{h}" if len(sizes) == 1 else f"cells of {len(sizes)} sizes"
+        fit = f" ({max(1, max_pixels // (w * h))} cells at this size)" if len(sizes) == 1 else ""
         raise ValueError(
-            f"This sheet's {spec.n_cells} cells of {w}x{h} hold {pixels / MEGAPIXEL:.1f} megapixels; the limit is "
-            f"{max_pixels / MEGAPIXEL:.1f} megapixels ({fit} cells at this size). Use a smaller size or fewer values."
+            f"This sheet's {spec.n_cells} {what} hold {pixels / MEGAPIXEL:.1f} megapixels; the limit is "
+            f"{max_pixels / MEGAPIXEL:.1f} megapixels{fit}. Use a smaller size or fewer values."
         )
 
 
+def cell_name(spec: SheetSpec, cell: Cell) -> str:
+    """A cell by its axis labels: "Sampler: Heun, Schedule type: Karras"."""
+    names = [spec.x.labels()[cell.col]] + ([spec.y.labels()[cell.row]] if spec.y is not None else [])
+    return ", ".join(names)
+
+
 def _cost(settings: GenerationSettings) -> int:
-    """Transformer passes for one cell: two per step with classifier-free guidance, one without."""
-    return generate.model_calls(settings) * (2 if generate.is_guided(settings.guidance) else 1)
+    """Transformer passes for one cell: two per step with classifier-free guidance, one without, plus skip-layer
+    guidance's."""
+    return generate.transformer_passes(settings)
 
 
 def estimate_seconds(cells: Sequence[Cell], done: Sequence[CellResult]) -> float | None:
@@ -435,16 +587,17 @@ CellCallback = Callable[[CellResult], None]
 
 
 class _Encoder:
-    """Each distinct (prompt, negative, guided?) encoded once per sheet, through the shared LRU cache."""
+    """Each distinct (prompt, negative, guided?, T5) encoded once per sheet, through the shared LRU cache (T5 off
+    is the same encoding with T5's part zeroed)."""
 
     def __init__(self, pipe: Any, cache: generate.PromptCache) -> None:
         self.pipe, self.cache = pipe, cache
-        self.known: dict[tuple[str, str, bool], generate.Embeddings] = {}
+        self.known: dict[tuple[str, str, bool, str], generate.Embeddings] = {}
 
     def get(self, settings: GenerationSettings) -> generate.Embeddings:
-        key = (settings.prompt, settings.negative_prompt, generate.is_guided(settings.guidance))
+        key = (settings.prompt, settings.negative_prompt, generate.is_guided(settings.guidance), settings.t5_prompt)
         if key not in self.known:
-            self.known[key] = self.cache.get(self.pipe, *key)
+            self.known[key] = generate.embeddings_for(self.pipe, settings, self.cache)
         return self.known[key]
 
 
@@ -506,11 +659,14 @@ def run_sheet(
 
 
 def _batches(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells that can share one denoising loop: same steps, size, shift and guidance on/off; in first-seen order."""
+    """Cells that can share one denoising loop: same steps, size, schedule and guidance on/off, in first-seen
+    order; a cell with skip-layer guidance is its own group (the batched loop does not mirror it)."""
     groups: dict[tuple, list[Cell]] = {}
     for cell in cells:
         s = cell.settings
-        key = (s.steps, s.width, s.height, s.shift, s.sampler, generate.is_guided(s.guidance))
+        key = (s.steps, s.width, s.height, s.shift, s.sampler, s.schedule, generate.is_guided(s.guidance))
+        if s.skip_layer_guided:
+            key = ("alone", cell.index)
         groups.setdefault(key, []).append(cell)
     return list(groups.values())
 
@@ -565,9 +721,9 @@ def _run_group(
 #   denoise_batch loop <- step 7: latents doubled for guidance, t.expand(batch), the transformer call,
 #                         `_guided_noise` (uncond + scale * (text - uncond), here with each image's own scale),
 #                         scheduler.step, and the stop check where `callback_on_step_end` runs.
-# Not mirrored: skip-layer guidance, IP-Adapter, joint_attention_kwargs, custom sigmas or mu (`generate.denoise`
-# never passes them), the XLA timestep device, `interrupt` and the progress bar (the loader turns it off). The
-# step's output is always cast back to the latents' dtype (diffusers does so only on MPS);
+# Not mirrored: skip-layer guidance (`_batches` runs those cells alone), IP-Adapter, joint_attention_kwargs, custom
+# sigmas or mu (`generate.denoise` never passes them), the XLA timestep device, `interrupt` and the progress bar (the
+# loader turns it off). The step's output is always cast back to the latents' dtype (diffusers does so only on MPS);
 # FlowMatchEulerDiscreteScheduler.step returns the model output's dtype, which is the latents' here, so the cast
 # changes nothing.
 
@@ -620,9 +776,11 @@ def denoise_batch(
 def _check_batch(settings: Sequence[GenerationSettings]) -> bool:
     """Whether the batch is guided; a ValueError unless all of it shares steps, size and guidance on/off."""
     first = settings[0]
-    shared = ("steps", "width", "height", "shift", "sampler")
+    shared = ("steps", "width", "height", "shift", "sampler", "schedule")
     if any(tuple(getattr(s, k) for k in shared) != tuple(getattr(first, k) for k in shared) for s in settings):
-        raise ValueError("A batch must share steps, size, shift and sampler.")
+        raise ValueError("A batch must share steps, size, shift, sampler and schedule.")
+    if any(s.skip_layer_guided for s in settings):
+        raise ValueError("Skip-layer guidance is not batched: denoise its cells one by one.")
     guided = generate.is_guided(first.guidance)
     if any(generate.is_guided(s.guidance) != guided for s in settings):
         raise ValueError("A batch must be all guided (guidance > 1) or all unguided.")
@@ -703,6 +861,8 @@ def title_text(spec: SheetSpec, model: str) -> str:
     lines = [base.prompt]
     if base.negative_prompt:
         lines.append(f"Negative: {base.negative_prompt}")
+    if "size" in varied:
+        varied |= {"width", "height"}
     fixed = []
     if "steps" not in varied:
         fixed.append(f"Steps: {base.steps}")
@@ -710,11 +870,16 @@ def title_text(spec: SheetSpec, model: str) -> str:
         fixed.append(f"Guidance: {base.guidance:g}")
     if "seed" not in varied:
         fixed.append(f"Seed: {base.seed}")
+    slg_varied = varied & {"slg_scale", "skip_layers", "slg_start", "slg_stop"}
     for param in PARAMS:  # settings added since: named when not the model's own
         value = getattr(base, param.name)
+        slg_off = param.name in ("skip_layers", "slg_start", "slg_stop") and not (base.slg_scale or slg_varied)
         if param.api_tail and param.name not in varied and value != getattr(GenerationSettings, param.name):
-            fixed.append(f"{param.label}: {format_value(value)}")
-    fixed += [f"Size: {base.width}x{base.height}", f"Model: {model}"]
+            if not slg_off:
+                fixed.append(f"{param.label}: {format_value(value)}")
+    if "size" not in varied:
+        fixed.append(f"Size: {base.width}x{base.height}")
+    fixed.append(f"Model: {model}")
     lines.append(", ".join(fixed))
     return "\n".join(lines)
 
@@ -739,8 +904,16 @@ def sheet_image(result: SheetResult) -> Image.Image:
         margin=spec.margin,
         legend=spec.legend,
         swap=spec.swap,
-        cell_size=(spec.base.width, spec.base.height),
+        cell_size=cell_box(spec),
     )
+
+
+def cell_box(spec: SheetSpec) -> tuple[int, int]:
+    """The box every cell is drawn in: the base size, or with a Size axis the widest by the tallest."""
+    if spec.x.kind == "size" or (spec.y is not None and spec.y.kind == "size"):
+        sizes = [(c.settings.width, c.settings.height) for c in plan_sheet(spec)]
+        return max(w for w, _ in sizes), max(h for _, h in sizes)
+    return spec.base.width, spec.base.height
 
 
 def sheet_parameters(spec: SheetSpec) -> dict[str, str]:
@@ -755,6 +928,8 @@ def sheet_description(result: SheetResult) -> dict[str, Any]:
     """Everything about a sheet as JSON-ready data: axes, fixed settings, layout options and every cell."""
     spec = result.spec
     varied = {spec.x.kind} | ({spec.y.kind} if spec.y is not None else set())
+    varied |= {"width", "height"} if "size" in varied else set()
+    varied |= {"negative_prompt"} if "negative" in varied else set()
     fixed = {k: v for k, v in spec.base.to_dict().items() if k not in varied}
     return {
         "script": SCRIPT_NAME,

@@ -23,6 +23,8 @@ from typing import Any
 TINY_SEED = 20260101
 TINY_SIZE = 64  # pixels; the random model's VAE halves it to 32 latent pixels = 16 x 16 patches
 TINY_NAME = "tiny-random"
+TINY_LAYERS = 2  # transformer blocks of the random model
+TINY_SKIP_LAYERS = (1,)  # what skip-layer guidance skips in it: its second, plain block (the first is dual attention)
 SHIPPED_DIR = Path(__file__).parent / "tiny-shapes"  # trained by `python -m sd35ui.models.train`; see RECIPE.md
 MODEL_INFO = "sd35ui_model.json"  # what a built-in model declares: sizes, T5 length, defaults, banner
 
@@ -182,7 +184,7 @@ def _random_transformer(seed: int) -> Any:
         patch_size=2,
         in_channels=16,
         out_channels=16,
-        num_layers=2,
+        num_layers=TINY_LAYERS,
         attention_head_dim=16,
         num_attention_heads=4,
         joint_attention_dim=64,

@@ -674,6 +674,9 @@ def model_info() -> dict[str, Any]:
         "default_steps": DEFAULT_STEPS,
         "banner": BANNER,
         "example_prompts": list(EXAMPLE_PROMPTS),
+        "transformer_layers": Recipe.layers,
+        # skip-layer guidance skips a block a third of the way in, as SD3.5 Medium's 7, 8, 9 of 24 (bench/samplers.py)
+        "skip_layers": [Recipe.layers // 3],
     }
 
 

@@ -116,3 +116,29 @@ def test_sampler_is_a_named_parameter_and_a_sheet_axis(client):
     assert [c["caption"] for c in cells] == ["Sampler: Euler", "Sampler: Heun"] and "2 cells" in status
     with pytest.raises(Exception, match="not in the list of choices"):  # Gradio's dropdown names them
         client.predict(**base, randomize_seed=False, sampler="DDIM", api_name="/generate")
+
+
+def test_new_controls_are_named_parameters_and_the_info_line_warns_of_what_is_cut(client):
+    import numpy as np
+    from PIL import Image
+
+    base = dict(prompt="a red circle", negative_prompt="", steps=4, guidance=4.5, width=64, height=64, seed=21)
+    plain, _, _ = client.predict(**base, randomize_seed=False, api_name="/generate")
+    every = dict(schedule="Karras", slg_scale=2.5, skip_layers="1", slg_start=0.0, slg_stop=0.9, t5_prompt="Off")
+    path, _, info = client.predict(**base, randomize_seed=False, **every, api_name="/generate")
+    text = Image.open(path).info["parameters"]
+    assert "Schedule type: Karras" in text and "SLG scale: 2.5, SLG layers: 1" in text and "T5: Off" in text
+    assert "Euler Karras" in info and "skip-layer guidance 2.5" in info and "T5 off" in info
+    changed = np.abs(np.asarray(Image.open(path), np.int16) - np.asarray(Image.open(plain), np.int16)).mean()
+    assert changed > 0.05
+    _, _, unguided = client.predict(
+        **{**base, "guidance": 1.0}, randomize_seed=False, slg_scale=2.5, api_name="/generate"
+    )
+    assert "did not run: it works only with guidance above 1" in unguided
+    long_prompt = "a red circle on a blue background " * 12 + "with a purple moon"
+    _, _, cut = client.predict(**{**base, "prompt": long_prompt}, randomize_seed=False, api_name="/generate")
+    assert "Prompt too long: CLIP reads only the first" in cut and "moon" in cut
+    with pytest.raises(Exception, match="Euler sampler only"):
+        client.predict(**base, randomize_seed=False, sampler="Heun", schedule="Beta", api_name="/generate")
+    with pytest.raises(Exception, match="no layer 7; use whole numbers from 0 to 1"):
+        client.predict(**base, randomize_seed=False, slg_scale=1, skip_layers="7, 8, 9", api_name="/generate")

@@ -20,11 +20,13 @@ def test_history_and_load_settings_through_the_api(client, app_server, tmp_path)
     assert items[0]["caption"].endswith("a blue ring")
     assert items[0]["image"].endswith(".webp")
     values = client.predict(handle_file(path), api_name="/load_settings")
-    assert list(values) == ["a blue ring", "", 2, 3, 64, 64, 11, False, 3.0, "Euler"]  # shift, sampler: since 0.2
+    later = [3.0, "Euler", "Default", 0.0, "", 0.01, 0.2, "On"]  # shift, sampler, ... t5_prompt: added since 0.1
+    assert list(values) == ["a blue ring", "", 2, 3, 64, 64, 11, False, *later]
     values = client.predict(handle_file(str(a1111_png(tmp_path / "a1111.png"))), api_name="/load_settings")
     assert values[:4] == ("a photo of a cat, highly detailed", "blurry, lowres", 30, 7)
     # the tiny model's sizes stop at 256 and A1111's seed 3288463651 is outside this app's range: left unchanged
-    assert values[4:] == ({"__type__": "update"},) * 6  # and no Shift in its text, and a sampler this app lacks
+    # and none of the settings added since in its text, and a sampler this app lacks
+    assert values[4:] == ({"__type__": "update"},) * 12
     (tmp_path / "fake.png").write_text("hello")
     with pytest.raises(AppError, match="not a PNG"):
         client.predict(handle_file(str(tmp_path / "fake.png")), api_name="/load_settings")

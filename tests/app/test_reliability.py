@@ -83,7 +83,8 @@ def test_history_survives_a_restart(tmp_path):
         from gradio_client import handle_file
 
         values = client.predict(handle_file(str(saved[0])), api_name="/load_settings")
-        assert list(values) == ["a red circle", "", 2, 4.5, 64, 64, 5, False, 3.0, "Euler"]
+        later = [3.0, "Euler", "Default", 0.0, "", 0.01, 0.2, "On"]  # the settings added since: defaults
+        assert list(values) == ["a red circle", "", 2, 4.5, 64, 64, 5, False, *later]
 
 
 # 2. A shared GPU, many users ---------------------------------------------------------------------------------------

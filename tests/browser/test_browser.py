@@ -152,3 +152,39 @@ def test_dropping_a_png_on_history_loads_its_settings(page, tmp_path):
     assert page.locator("#seed input").input_value() == "4242"
     assert not page.locator("#randomize input[type=checkbox]").is_checked()
     screenshot(page, "settings-loaded", full_page=True)
+
+
+def test_model_controls_recommended_guidance_aspect_ratio_and_prompt_length(page):
+    """Issue 11 on the page: the token count follows typing and names the words cut; an aspect ratio sets width and
+    height (and typing a size picks its ratio); one click sets the recommended skip-layer guidance, and the image it
+    makes says so."""
+    from playwright.sync_api import expect
+
+    type_prompt(page, "a red circle")
+    counted = re.compile(r"Tokens: CLIP \d+/\d+ · T5 \d+/\d+")
+    expect(page.locator("#token-count")).to_contain_text(counted, timeout=60_000)  # the first loads the model
+    type_prompt(page, "a red circle on a blue background " * 12 + "with a purple moon")
+    expect(page.locator("#token-count")).to_contain_text("CLIP reads only the first")
+    expect(page.locator("#token-count")).to_contain_text("moon")
+    type_prompt(page, "a red circle")
+    expect(page.locator("#token-count")).not_to_contain_text("reads only")
+    open_advanced(page)
+    preset = page.locator("#size-preset input")
+    preset.click()
+    page.get_by_role("option", name=re.compile(r"^16:9 · ")).click()
+    expect(page.get_by_label("number input for Width")).to_have_value("80")
+    expect(page.get_by_label("number input for Height")).to_have_value("48")
+    set_number(page, "Width", 64)
+    set_number(page, "Height", 64)
+    expect(preset).to_have_value(re.compile(r"^1:1 · 64x64"))
+    expect(page.locator("#slg-note")).to_contain_text("works only with guidance above 1")
+    page.locator("#slg-recommended").click()
+    expect(page.get_by_label("number input for Skip-layer guidance")).to_have_value("2.5")
+    layers = page.locator("#skip_layers textarea")
+    expect(layers).to_have_value(re.compile(r"^\d"))
+    assert layers.get_attribute("placeholder") == f"the model's own: {layers.input_value()}"  # the tiny model's
+    set_settings(page, steps=10, seed=3)
+    page.locator("#generate-btn").click()
+    wait_for_image(page)
+    expect(page.locator("#info textarea")).to_have_value(re.compile(r"skip-layer guidance 2\.5"))
+    screenshot(page, "model-controls", full_page=True)

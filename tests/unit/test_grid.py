@@ -155,8 +155,18 @@ def test_bad_input(kwargs, message):
         grid.compose(cells(), **kwargs)
 
 
-def test_cells_must_share_a_size():
+def test_no_cell_may_be_larger_than_the_box():
     mixed = cells()
-    mixed[0][1] = Image.new("RGB", (128, 256))
-    with pytest.raises(ValueError, match="every cell must be"):
+    mixed[0][1] = Image.new("RGB", (512, 256))
+    with pytest.raises(ValueError, match="no cell may be larger"):
         grid.compose(mixed)
+
+
+def test_a_smaller_cell_sits_centred_in_its_box():
+    """A Size axis makes cells of different sizes: each is drawn in the middle of a box of the largest size."""
+    wide, tall = Image.new("RGB", (8, 4), (255, 0, 0)), Image.new("RGB", (4, 8), (0, 0, 255))
+    sheet = grid.compose([[wide, tall]], legend=False, cell_size=(8, 8), min_side=8)
+    pixels = sheet.load()
+    assert sheet.size == (16, 8)
+    assert pixels[4, 0] == grid.BACKGROUND and pixels[4, 3] == (255, 0, 0)  # wide: rows 2-5 of its box
+    assert pixels[8, 4] == grid.BACKGROUND and pixels[11, 4] == (0, 0, 255)  # tall: columns 2-5 of the next box

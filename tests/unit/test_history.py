@@ -13,7 +13,7 @@ from png_support import A1111_TEXT, a1111_png
 
 from sd35ui.app.history_tab import describe, show_page
 from sd35ui.core import history, metadata, storage
-from sd35ui.core.settings import SD35_MEDIUM, GenerationSettings
+from sd35ui.core.settings import PARAMS, SD35_MEDIUM, GenerationSettings
 
 OURS = GenerationSettings(
     prompt="a fox, in snow: watercolor",
@@ -110,6 +110,12 @@ def test_settings_from_our_png_fill_every_generate_input(tmp_path):
         "randomize_seed": False,
         "shift": 3.0,
         "sampler": "Euler",
+        "schedule": "Default",
+        "slg_scale": 0.0,
+        "skip_layers": "",
+        "slg_start": 0.01,
+        "slg_stop": 0.2,
+        "t5_prompt": "On",
     }
     assert set(loaded.values) == set(history.GENERATE_KEYS)
 
@@ -128,7 +134,8 @@ def test_settings_from_an_a1111_png_with_notes_on_what_this_model_cannot_use(tmp
     assert loaded.parameters == A1111_TEXT
     assert loaded.notes == [
         "The PNG's seed, 3288463651, is outside the valid range 0 to 2147483647; it was left unchanged.",
-        "The PNG's sampler, 'DPM++ 2M Karras', is not one this app has (Euler, Heun); it was left unchanged.",
+        "The PNG's sampler, 'DPM++ 2M Karras', is not one this app has (Euler, Heun, DPM++ 2M); it was left "
+        "unchanged.",
     ]
 
 
@@ -223,8 +230,11 @@ def test_numbers_outside_this_apps_ranges_are_left_out_with_a_note(tmp_path):
     info.add_text(metadata.JSON_KEY, json.dumps({**payload, "model": "x"}))
     Image.new("RGB", (8, 8)).save(tmp_path / "odd.png", pnginfo=info)
     loaded = history.load_settings(tmp_path / "odd.png")
-    # seed is None in the file: not loaded either; no shift in the file: sd35ui 0.1's, the model's own 3
-    assert loaded.values == {"prompt": "ok", "negative_prompt": "", "shift": 3.0, "sampler": "Euler"}
+    # seed is None in the file: not loaded either; settings added since (shift, ...) are not in the file: the
+    # defaults that made it (sd35ui 0.1's: the model's own)
+    later = {p.name: p.default_for(SD35_MEDIUM) for p in PARAMS if p.api_tail}
+    assert loaded.values == {"prompt": "ok", "negative_prompt": "", **later}
+    assert later["shift"] == 3.0 and later["slg_scale"] == 0
     assert loaded.notes == [
         "The PNG's steps, 80, is outside the valid range 1 to 50; it was left unchanged.",
         "The PNG's guidance is inf, not a number; it was left unchanged.",

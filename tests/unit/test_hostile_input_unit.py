@@ -9,7 +9,7 @@ import stat
 
 import pytest
 
-from sd35ui.app.compare_tab import escape_markdown
+from sd35ui.app.context import escape_markdown
 from sd35ui.core import sheet, storage
 from sd35ui.core.settings import GenerationSettings, check_flag
 

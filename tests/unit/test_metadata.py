@@ -57,7 +57,8 @@ def test_reads_another_tools_parameters():
         width=512,
         height=768,
         seed=42,
-        sampler="DPM++ 2M",  # kept as written: History notes that this app has no such sampler
+        sampler="DPM++ 2M",
+        schedule="Karras",  # read as written: generating says that DPM++ 2M takes only the default schedule
     )
     assert metadata.parse_parameters(text)["fields"]["Lora hashes"] == "x: 1, y: 2"
 

@@ -51,7 +51,8 @@ def test_every_param_has_its_cli_flag_and_the_flag_reaches_the_settings(command,
     parser = cli.build_parser()
     argv = [command, "--out", "x.png", "--model", "tiny"]
     values = {"prompt": "a red circle", "negative_prompt": "blur", "steps": 7, "guidance": 2.5, "width": 48}
-    values.update(height=80, seed=1234, shift=2.5, sampler="Heun")
+    values.update(height=80, seed=1234, shift=2.5, sampler="Euler", schedule="Karras", slg_scale=2.5)
+    values.update(skip_layers="1", slg_start=0.05, slg_stop=0.5, t5_prompt="Off")
     assert set(values) == set(PARAM), "a new param needs a value in this test"
     for name, value in values.items():
         argv += [PARAM[name].cli, str(value)]
@@ -61,24 +62,37 @@ def test_every_param_has_its_cli_flag_and_the_flag_reaches_the_settings(command,
 
 
 def test_metadata_writes_every_a1111_key_of_the_table_and_reads_it_back():
-    settings = GenerationSettings(prompt="p", negative_prompt="n", steps=7, guidance=2.5, width=48, height=80, seed=9)
+    settings = GenerationSettings(
+        prompt="p", negative_prompt="n", steps=7, guidance=2.5, width=48, height=80, seed=9, schedule="Beta"
+    )
+    settings = settings.replace(slg_scale=2.8, skip_layers="7, 8, 9", slg_start=0.02, slg_stop=0.3, t5_prompt="Off")
     text = metadata.format_parameters(settings, "tiny")
     last = text.splitlines()[-1]
     for param in PARAMS:
         if param.a1111:
             assert f"{param.a1111}: " in last, param.name
     assert last.startswith("Steps: 7, Sampler: ")  # A1111's own order, which other tools expect
+    assert 'SLG layers: "7, 8, 9"' in last  # quoted: it holds the separator
     assert metadata.settings_from_parameters(text) == settings
+
+
+def test_metadata_leaves_out_skip_layer_guidance_and_t5_while_they_are_off():
+    text = metadata.format_parameters(GenerationSettings(prompt="p", seed=1, slg_start=0.1), "m")
+    assert "SLG" not in text and "T5" not in text and "Schedule" not in text
+    assert metadata.settings_from_parameters(text) == GenerationSettings(prompt="p", seed=1)
 
 
 def test_sheet_axes_are_the_params_with_an_axis_plus_prompt_search_replace():
     on_axes = [p for p in PARAMS if p.axis]
-    assert [k for k in sheet.AXIS_KINDS if k != "prompt"] == [p.name for p in on_axes]
+    assert [k for k in sheet.AXIS_KINDS if k not in ("prompt", "negative", "size")] == [p.name for p in on_axes]
     for param in on_axes:
         for name in param.axis:
             assert sheet.axis_kind(name).key == param.name
         if param.choices:
             assert sheet.parse_axis(param.axis[0], ", ".join(c.lower() for c in param.choices)).values == param.choices
+            continue
+        if param.kind == "layers":
+            assert sheet.parse_axis(param.axis[0], '"9 8 7", 3').values == ("7, 8, 9", "3")
             continue
         too_big = str(int(param.range.maximum) + 1) if param.range.integer else f"{param.range.maximum + 1:g}"
         with pytest.raises(ValueError, match=param.range.describe()):
