@@ -7,7 +7,7 @@
 #   bash bench/build_gpu_bundle.sh                                          # once, here: fills .whl/
 #   run(command="bash bench/gpu_check.sh", carry=[".whl"], timeout_s=540)  # the device call (device README)
 #   bash bench/gpu_check.sh --dry      # the same steps on a CPU, mini shape, 64 px: the plumbing, in under a minute
-#   bash bench/gpu_check.sh --reduced  # the same steps on a CPU, real widths (3 layers), 256 px, inductor: slow
+#   bash bench/gpu_check.sh --reduced  # on a CPU, real widths (3 layers), 256 px, inductor, no sheet: ~15 min
 #
 # Steps, the most decisive figures first. Each mode has its own time limit (bench.py --mode-limits; a mode past it
 # is stopped and recorded as "timeout", and the next one runs), each step a hard one (timeout), all inside LIMIT_S
@@ -103,7 +103,7 @@ main() {
       LIMIT_S=${LIMIT_S:-2400}
       STARTUP_S=60
       LIMITS1=nf4_model_offload=60,eager=400,compile_regional=900
-      LIMITS2=compile_regional_warm=700,sheet=600
+      LIMITS2=compile_regional_warm=700  # the sheet: bench/sheet_bench.py on the tiny model
       LIMITS3=offload_text_encoders=60,nf4_offload_text_encoders=60,nf4=60,model_offload=60,profile=120
       ;;
   esac

@@ -2,12 +2,14 @@
 JSON, with every planned mode's status in the order planned.
 
     python bench/report.py outputs/bench-quick.json                      # the table of one bench.py run
+    python bench/report.py --reproduce run1.json run2.json               # which figures a second run reproduced
     python bench/report.py step1.json step2.json step3.json --step-status step1=0,step2=124,step3=skipped \\
         --json gpu-check.json --markdown gpu-check.md                      # what bench/gpu_check.sh runs
 
 Figures are printed as bench.py measured them: the median with its spread, "unstable" when the spread is over 10%
 (`bench/rounds.py`). A mode with no status in its step's JSON is "killed" (the step's process ended while it ran:
-exit status 124 or 137 is the step's time limit) and the modes planned after it "not started".
+exit status 124 or 137 is the step's time limit) and the modes planned after it "not started". A figure is
+reproduced when two runs' medians differ by no more than the larger of their spreads.
 """
 
 from __future__ import annotations
@@ -100,7 +102,8 @@ def device_label(meta: dict[str, Any]) -> str:
     date = str(meta.get("date", ""))[:10]
     if meta.get("device") == "cuda":
         return f"{meta.get('device_name')}, {date}"
-    return f"CPU, {meta.get('torch_threads')} thread(s), {date}"
+    threads = meta.get("torch_threads")
+    return f"CPU ({meta.get('device_name')}), {threads} thread{'' if threads == 1 else 's'}, {date}"
 
 
 def gib(value: float | None) -> str:
@@ -124,7 +127,7 @@ def table_row(row: dict[str, Any], meta: dict[str, Any]) -> str:
         row["mode"],
         str(row["size"]),
         str(row["steps"]),
-        f"{row['load_s']:.1f}" if row.get("load_s") is not None else "-",
+        f"{row['load_s']:.1f} (1 run)" if row.get("load_s") is not None else "-",
         figure_text(figures.get("s_per_image"), ".3g"),
         figure_text(figures.get("s_per_image_cached"), ".3g"),
         f"{row['it_per_s']:.3g}",
@@ -142,8 +145,8 @@ def compile_line(row: dict[str, Any]) -> str:
     return (
         f"- {row['model']} {row['mode']}: compile {row['compile_s']:.1f} s ({row.get('compile_cache')}, backend "
         f"{row.get('compile_backend')}), again after a reset in the same process {row['warm_cache_compile_s']:.1f} s; "
-        f"pays back after {f'{payback:.0f} images' if payback else 'never (no gain)'}; largest pixel difference "
-        f"from the uncompiled images {row.get('max_pixel_difference_vs_reference')}/255"
+        f"pays back after {f'{payback:.0f} images' if payback else 'never (no gain in every round)'}; largest pixel "
+        f"difference from the uncompiled images {row.get('max_pixel_difference_vs_reference')}/255"
     )
 
 
@@ -177,6 +180,12 @@ def markdown(merged: dict[str, Any]) -> str:
     by_step = {s["name"]: m for s, m in zip([s for s in merged["steps"] if s["ran"]], metas)}
     lines += [table_row(row, by_step.get(row.get("step"), meta)) for row in merged["results"]]
     lines.append("")
+    lines += [
+        f"- {row['model']} {row['mode']}: matmul {row['matmul_tflops']:.3g} TFLOP/s measured after its images; "
+        f"x floor at the issue's 790 TFLOP/s {row['x_floor_790']:.3g}"
+        for row in merged["results"]
+        if row.get("x_floor_790") is not None
+    ]
     lines += [compile_line(row) for row in merged["results"] if "compile_s" in row]
     for model, extras in merged["extras"].items():
         if "figures" in extras.get("sheet", {}):
@@ -206,13 +215,68 @@ def markdown(merged: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def figures_by_path(data: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Every figure (median, min, max, n: `rounds.Figure.to_dict()`) in a JSON of bench.py, report.py or
+    sheet_bench.py, by a path that names it the same way in any run of the same command: rows by model and mode."""
+    found: dict[str, dict[str, Any]] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, dict):
+            if {"median", "min", "max", "n"} <= value.keys():
+                found[path] = value
+                return
+            for key, item in value.items():
+                if key != "meta":
+                    walk(item, f"{path}/{key}" if path else key)
+        elif isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict) and "model" in item and "mode" in item:
+                    walk(item, f"{path}/{item['model']}/{item['mode']}")
+
+    walk(data, "")
+    return found
+
+
+def reproduced(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """ "yes" when two runs' medians differ by no more than the larger of their spreads (relative to their mean),
+    "yes, unstable" when so but one run's spread is over 10%, else "no" (also when a run has no spread)."""
+    spreads = [first["spread"], second["spread"]]
+    if None in spreads:
+        return "no"
+    difference = abs(first["median"] - second["median"]) / ((first["median"] + second["median"]) / 2)
+    if difference > max(spreads):
+        return "no"
+    return "yes, unstable" if first["unstable"] or second["unstable"] else "yes"
+
+
+def reproduction(first: dict[str, Any], second: dict[str, Any]) -> str:
+    """A markdown table of every figure two runs of one command share, and whether the second reproduced it."""
+    a, b = figures_by_path(first), figures_by_path(second)
+    lines = ["| figure | run 1 | run 2 | reproduced |", "|---|---|---|---|"]
+    for path in (p for p in a if p in b):
+        verdict = reproduced(a[path], b[path])
+        lines.append(f"| {path} | {figure_text(a[path], '.3g')} | {figure_text(b[path], '.3g')} | {verdict} |")
+    return "\n".join(lines) + "\n"
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs", nargs="+", type=Path, help="bench.py JSON files, in the order they ran")
     parser.add_argument("--step-status", help="exit status of each run by file stem: step1=0,step2=124")
     parser.add_argument("--json", type=Path, help="write the merged JSON here")
     parser.add_argument("--markdown", type=Path, help="write the markdown here (else print it)")
+    parser.add_argument(
+        "--reproduce",
+        action="store_true",
+        help="with two JSON files of one command: each figure of both, and whether the second run reproduced it",
+    )
     args = parser.parse_args(argv)
+    if args.reproduce:
+        if len(args.runs) != 2:
+            parser.error("--reproduce compares two runs: give two JSON files")
+        first, second = (json.loads(path.read_text()) for path in args.runs)
+        print(reproduction(first, second), end="")
+        return {"first": first, "second": second}
     statuses = parse_step_status(args.step_status)
     merged = merge([load_step(path, statuses.get(path.stem)) for path in args.runs])
     text = markdown(merged)

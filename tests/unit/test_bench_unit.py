@@ -172,3 +172,25 @@ def test_report_reads_pins_and_names_the_modes_a_killed_step_did_not_finish(tmp_
     assert "time limit" in report.step_modes(step)[1]["why"]
     missing = report.step_modes({"name": "step3", "path": "step3.json", "exit": "skipped", "data": None})
     assert missing[0]["status"] == "missing" and "no time left" in missing[0]["why"]
+
+
+def test_report_says_which_figures_a_second_run_reproduced():
+    from bench import report, rounds
+
+    def run(speedup, seconds):
+        return {
+            "figures": {"speedup": rounds.figure(speedup).to_dict()},
+            "results": [{"model": "m", "mode": "eager", "figures": {"s": rounds.figure(seconds).to_dict()}}],
+        }
+
+    first, second = run([1.05, 1.06, 1.08], [10.0, 10.2, 10.4]), run([1.02, 1.04, 1.1], [11.0, 11.1, 11.2])
+    paths = report.figures_by_path(first)
+    assert set(paths) == {"figures/speedup", "results/m/eager/figures/s"}
+    a, b = report.figures_by_path(first), report.figures_by_path(second)
+    assert report.reproduced(a["figures/speedup"], b["figures/speedup"]) == "yes"  # 1.06 vs 1.04, spreads 3%, 8%
+    assert report.reproduced(a["results/m/eager/figures/s"], b["results/m/eager/figures/s"]) == "no"  # 8% apart
+    noisy = rounds.figure([1.0, 1.3, 1.1]).to_dict()
+    assert report.reproduced(a["figures/speedup"], noisy) == "yes, unstable"
+    assert report.reproduced(a["figures/speedup"], rounds.figure([1.06]).to_dict()) == "no"  # one run: no spread
+    table = report.reproduction(first, second)
+    assert "| figures/speedup | 1.06 ±3% | 1.04 ±8% | yes |" in table
