@@ -30,7 +30,6 @@ import contextlib
 import datetime
 import gc
 import importlib.metadata
-import itertools
 import json
 import os
 import platform
@@ -295,7 +294,6 @@ def time_images(
     "reference", the per-round ratios as "speedup_paired"."""
     steps = steps or plan.steps
     device.reset_peak()
-    counter = itertools.count(1)
 
     def image(which: str) -> Callable[[int], dict[str, Any]]:
         def run(round_: int) -> dict[str, Any]:
@@ -304,7 +302,6 @@ def time_images(
             result = one_image(pipe, settings_for(plan, round_ + 1, steps), device)
             seconds = result["encode"] + result["denoise"] + result["decode"]
             result["tflops"] = device.measure_matmul_tflops(max(MATMUL_MIN_S, MATMUL_SHARE * seconds))
-            result["order"] = next(counter)
             return result
 
         return run
@@ -827,7 +824,7 @@ def time_limit(seconds: float | None) -> Iterator[None]:
         return
 
     def expire(_signum: int, _frame: Any) -> None:
-        raise ModeTimeout(f"stopped at its time limit of {seconds:.0f} s")
+        raise ModeTimeout(f"stopped at its time limit of {seconds:.3g} s")
 
     previous = signal.signal(signal.SIGALRM, expire)
     signal.setitimer(signal.ITIMER_REAL, max(seconds, 0.001))

@@ -142,7 +142,7 @@ def test_a_mode_is_stopped_at_its_time_limit_and_the_budget_cuts_it():
     from bench import bench
 
     start = time.perf_counter()
-    with pytest.raises(bench.ModeTimeout, match="0 s"):
+    with pytest.raises(bench.ModeTimeout, match="limit of 0.05 s"):
         with bench.time_limit(0.05):
             while time.perf_counter() - start < 5:
                 pass
