@@ -66,12 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=f"{sheet.DEFAULT_Y_TYPE}={sheet.DEFAULT_Y_VALUES}",
         help="Y axis as TYPE=VALUES, e.g. steps=10,20,40, or 'none' for a single strip (default: %(default)s)",
     )
+    for flag, name in (("--z", "Z"), ("--w", "W")):
+        sh.add_argument(flag, default="none", help=f"{name} axis (one sub-sheet per value) as TYPE=VALUES, or none")
     sh.add_argument("--times", action="store_true", help="caption every cell with its generation time")
     sh.add_argument("--margin", type=int, default=0, help="pixels between cells")
     sh.add_argument("--no-legend", action="store_true", help="no axis labels or title")
     sh.add_argument("--swap", action="store_true", help="swap the axes")
     sh.add_argument("--out", required=True, help="the sheet PNG to write (axes and settings embedded)")
-    sh.add_argument("--cells-dir", default=None, help="also write every cell as its own PNG (with its settings) here")
+    sh.add_argument(
+        "--cells-dir",
+        default=None,
+        help="also write every cell as its own PNG (with its settings) and the explorer page (index.html) here",
+    )
     add_model_arguments(sh)
     return parser
 
@@ -164,6 +170,7 @@ def run_sheet(args: argparse.Namespace) -> int:
         legend=not args.no_legend,
         swap=args.swap,
         model=spec,
+        outer=(_axis(args.z, "--z"), _axis(args.w, "--w")),
     )
     sheet.check_sheet(sheet_spec)
     pipe = get_pipeline(options)
@@ -183,10 +190,13 @@ def run_sheet(args: argparse.Namespace) -> int:
     storage.save_png(result.image(), sheet.sheet_png_info(result), out)
     print(out)
     if args.cells_dir:
+        from sd35ui.core import explorer_page
+
         folder = Path(args.cells_dir)
         for done in sorted(result.cells, key=lambda d: d.cell.index):
-            path = folder / f"{out.stem}-r{done.cell.row + 1}c{done.cell.col + 1}.png"
+            path = sheet.cell_path(done, folder / out.name)
             storage.save_png(done.image, metadata.result_png_info(done.result), path)
             print(path)
+        print(explorer_page.write_explorer(folder, sheet.explore_manifest(result, folder / out.name)))
     print(f"seed: {sheet_spec.base.seed}")
     return 0

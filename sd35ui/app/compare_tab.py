@@ -16,6 +16,7 @@ from typing import Any
 import gradio as gr
 from gradio.context import LocalContext
 
+from sd35ui.app import explorer as explorer_ui
 from sd35ui.app import zerogpu
 from sd35ui.app.context import (
     AppContext,
@@ -27,10 +28,10 @@ from sd35ui.app.context import (
     unchecked,
     user_error,
 )
-from sd35ui.core import sheet, storage
+from sd35ui.core import explore, sheet, storage
 from sd35ui.core.generate import GenerationOutOfMemory
 from sd35ui.core.pipeline import get_pipeline
-from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, RANGES, GenerationSettings, ModelSpec
+from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, RANGES, GenerationSettings, ModelSpec, check_flag
 
 HELP = f"""Values: {sheet.FORMAT_HELP}. **Prompt S/R**: the first value is text to find in the prompt, each value
 replaces it (`fox, cat, owl`). The seed is fixed for the whole sheet (-1 draws one at random) unless Seed is an
@@ -66,10 +67,15 @@ def sheet_spec_from_ui(
     swap: Any = False,
     shift: Any = PARAM["shift"].range.default,
     sampler: Any = PARAM["sampler"].choices[0],
+    outer: tuple[tuple[Any, Any], ...] = (),
     **later: Any,
 ) -> sheet.SheetSpec:
-    """The one place Compare-tab and API values become a validated, size-checked sheet spec."""
-    for name, value in (("X axis", x_axis), ("X values", x_values), ("Y axis", y_axis), ("Y values", y_values)):
+    """The one place Compare-tab and API values become a validated, size-checked sheet spec. `outer`: the Z and W
+    axes as (type, values)."""
+    texts = [("X axis", x_axis), ("X values", x_values), ("Y axis", y_axis), ("Y values", y_values)]
+    for which, (axis_type, values) in zip("ZW", outer):
+        texts += [(f"{which} axis", axis_type), (f"{which} values", values)]
+    for name, value in texts:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be text, got {type(value).__name__}.")
     try:
@@ -100,16 +106,13 @@ def sheet_spec_from_ui(
         legend=bool(legend),
         swap=bool(swap),
         model=model_spec,
+        outer=outer,
     )
     sheet.check_sheet(spec)
     return spec
 
 
-def cell_caption(spec: sheet.SheetSpec, cell: sheet.Cell) -> str:
-    parts = [spec.x.labels()[cell.col]]
-    if spec.y is not None:
-        parts.append(spec.y.labels()[cell.row])
-    return " · ".join(parts)
+cell_caption = explorer_ui.cell_caption
 
 
 # --- Layout ---------------------------------------------------------------------------------------------------------
@@ -142,15 +145,14 @@ class CompareTab:
     picture: gr.Image
     bundle: gr.File
     cell_list: gr.State  # [{"caption", "path", "settings"}] in gallery order
-    pick_a: gr.Dropdown
-    pick_b: gr.Dropdown
-    left: gr.Image
-    right: gr.Image
     later: dict[str, Any]  # the controls of settings added to the API since (Param.api_tail), by name
+    outer: list[Any]  # Z axis, Z values, W axis, W values
+    resume: gr.Checkbox
+    explorer: explorer_ui.Explorer
 
     def axis_inputs(self) -> list[Any]:
         """`preview`'s inputs: what decides the sheet's size."""
-        return [self.x_axis, self.x_values, self.y_axis, self.y_values, *self.fixed_inputs()]
+        return [self.x_axis, self.x_values, self.y_axis, self.y_values, *self.fixed_inputs(), *self.outer]
 
     def fixed_inputs(self) -> list[Any]:
         return [self.steps, self.guidance, self.width, self.height, self.seed]
@@ -163,7 +165,8 @@ class CompareTab:
     def sheet_inputs(self) -> list[Any]:
         """/contact_sheet's inputs, in API order."""
         layout = [self.show_times, self.margin, self.legend, self.swap]
-        return [self.prompt, self.negative, *self.axis_inputs(), *layout, *self.later.values()]
+        axes = [self.x_axis, self.x_values, self.y_axis, self.y_values, *self.fixed_inputs()]
+        return [self.prompt, self.negative, *axes, *layout, *self.later.values(), *self.outer, self.resume]
 
 
 def _prompt_row(spec: ModelSpec) -> dict[str, Any]:
@@ -185,8 +188,34 @@ def _prompt_row(spec: ModelSpec) -> dict[str, Any]:
         x_values = gr.Textbox(value=x_values_default, label="X values", elem_id="x-values")
         y_axis = gr.Dropdown(["None", *sheet.AXIS_CHOICES], value=y_default, label="Y axis", elem_id="y-axis")
         y_values = gr.Textbox(value=y_values_default, label="Y values", elem_id="y-values")
+    with gr.Accordion("More axes: one sub-sheet per value (Z, W)", open=False, elem_id="outer-axes"):
+        with gr.Row():
+            outer = []
+            for which in ("z", "w"):
+                label = which.upper()
+                outer.append(
+                    gr.Dropdown(
+                        ["None", *sheet.AXIS_CHOICES], value="None", label=f"{label} axis", elem_id=f"{which}-axis"
+                    )
+                )
+                outer.append(gr.Textbox(value="", label=f"{label} values", elem_id=f"{which}-values"))
+        resume = gr.Checkbox(
+            label="Reuse cells already made with the same settings (resume a stopped sheet)",
+            value=True,
+            elem_id="sheet-resume",
+        )
     gr.Markdown(HELP)
-    return dict(prompt=prompt, run=run, stop=stop, x_axis=x_axis, x_values=x_values, y_axis=y_axis, y_values=y_values)
+    return dict(
+        prompt=prompt,
+        run=run,
+        stop=stop,
+        x_axis=x_axis,
+        x_values=x_values,
+        y_axis=y_axis,
+        y_values=y_values,
+        outer=outer,
+        resume=resume,
+    )
 
 
 def _settings(spec: ModelSpec) -> dict[str, Any]:
@@ -250,30 +279,19 @@ def _results() -> dict[str, Any]:
     )
     bundle = gr.File(label="Download all: the sheet and every cell, each with its settings (zip)", elem_id="zip")
     cell_list = gr.State([])
-    with gr.Accordion("Side by side", open=False, elem_id="side-by-side"):
-        with gr.Row():
-            pick_a = gr.Dropdown([], label="Left", elem_id="pick-a")
-            pick_b = gr.Dropdown([], label="Right", elem_id="pick-b")
-        with gr.Row():
-            left = gr.Image(label="Left", type="filepath", format="png", interactive=False, elem_id="left")
-            right = gr.Image(label="Right", type="filepath", format="png", interactive=False, elem_id="right")
     return dict(
         status=status,
         cells=cells,
         picture=picture,
         bundle=bundle,
         cell_list=cell_list,
-        pick_a=pick_a,
-        pick_b=pick_b,
-        left=left,
-        right=right,
     )
 
 
 def layout(spec: ModelSpec) -> CompareTab:
     """The tab's components; call inside the app's `gr.Tabs`."""
     with gr.Tab("Compare", id="compare", elem_id="tab-compare"):
-        return CompareTab(**_prompt_row(spec), **_settings(spec), **_results())
+        return CompareTab(**_prompt_row(spec), **_settings(spec), **_results(), explorer=explorer_ui.layout())
 
 
 # --- Making a sheet -------------------------------------------------------------------------------------------------
@@ -283,9 +301,10 @@ class SheetRun:
     """One sheet being made: a worker thread runs the cells and posts ("step" | "cell" | "error" | "done", payload)
     events; the handler's thread turns them into progress and updates (`stream`), saving each cell as it comes."""
 
-    def __init__(self, ctx: AppContext, spec: sheet.SheetSpec, progress: Any) -> None:
+    def __init__(self, ctx: AppContext, spec: sheet.SheetSpec, progress: Any, resume: bool = True) -> None:
         self.ctx = ctx
         self.spec = spec
+        self.resume = resume
         self.progress = progress
         self.sheet_path = storage.new_path("sheet", spec.base.seed, ctx.config.outputs)
         self.plan = sheet.plan_sheet(spec)
@@ -302,12 +321,14 @@ class SheetRun:
     def _work(self, stop: threading.Event) -> None:
         try:
             pipe = get_pipeline(self.ctx.options)
+            reuse = explore.reusable_cells(self.ctx.config.outputs) if self.resume else None
             result = sheet.run_sheet(
                 pipe,
                 self.spec,
                 on_progress=lambda i, n, s, t: self.events.put(("step", (i, n, s, t))),
                 stop=stop,
                 on_cell=lambda done: self.events.put(("cell", done)),
+                reuse=reuse,
             )
             self.events.put(("done", result))
         except BaseException as exc:  # reported to the user by `stream`; the server goes on
@@ -343,6 +364,7 @@ class SheetRun:
         eta = f" · about {left_s:.0f} s left" if left_s is not None and len(self.made) < spec.n_cells else ""
         text = f"Cell {len(self.made)} of {spec.n_cells} done · seed {spec.base.seed}{eta}"
         choices = [m["caption"] for m in self.made]
+        so_far = sheet.SheetResult(spec, done.result.model, list(self.finished), stopped=True)
         return (
             gr.skip(),
             gr.Gallery(value=list(self.gallery), columns=spec.cols if not spec.swap else spec.rows),
@@ -351,6 +373,7 @@ class SheetRun:
             list(self.made),
             gr.Dropdown(choices=choices),
             gr.Dropdown(choices=choices),
+            so_far,
         )
 
     def finish(self, result: sheet.SheetResult) -> tuple[Any, ...]:
@@ -358,7 +381,8 @@ class SheetRun:
         spec = self.spec
         sheet_file, _, zip_file = sheet.save_sheet(result, sheet_path=self.sheet_path)
         stopped = f" · stopped: {len(result.cells)} of {spec.n_cells} cells kept" if result.stopped else ""
-        text = f"{len(result.cells)} cells in {result.seconds:.1f} s · seed {spec.base.seed}{stopped}"
+        reused = f" · {result.reused} reused from earlier (same settings, model and recipe)" if result.reused else ""
+        text = f"{len(result.cells)} cells in {result.seconds:.1f} s · seed {spec.base.seed}{reused}{stopped}"
         choices = [m["caption"] for m in self.made]
         return (
             str(sheet_file),
@@ -368,6 +392,7 @@ class SheetRun:
             list(self.made),
             gr.Dropdown(choices=choices, value=choices[0] if choices else None),
             gr.Dropdown(choices=choices, value=choices[-1] if choices else None),
+            result,
         )
 
 
@@ -375,11 +400,14 @@ class SheetRun:
 
 
 def preview(*values: Any, ctx: AppContext) -> str:
+    """The cell count of the sheet the axes make, before anything runs (or what is wrong with them)."""
     try:
-        spec = sheet_spec_from_ui(ctx.spec, "preview", "", *values)
+        *inner, z_axis, z_values, w_axis, w_values = values
+        outer = ((z_axis, z_values), (w_axis, w_values))
+        spec = sheet_spec_from_ui(ctx.spec, "preview", "", *inner, outer=outer)
     except ValueError as exc:
         return f"⚠️ {escape_markdown(str(exc))}"
-    shape = f"{spec.cols} x {spec.rows}" if spec.y is not None else "one row"
+    shape = " x ".join(str(len(axis.values)) for axis in spec.axes()) if len(spec.axes()) > 1 else "one row"
     return f"{spec.n_cells} cells ({shape})."
 
 
@@ -407,6 +435,11 @@ def make_sheet(
     slg_start: float = PARAM["slg_start"].range.default,
     slg_stop: float = PARAM["slg_stop"].range.default,
     t5_prompt: str = PARAM["t5_prompt"].choices[0],
+    z_axis: str = "None",
+    z_values: str = "",
+    w_axis: str = "None",
+    w_values: str = "",
+    resume: bool = True,
     request: gr.Request = None,
     progress: gr.Progress = gr.Progress(),
     *,
@@ -418,12 +451,13 @@ def make_sheet(
     later = dict(schedule=schedule, slg_scale=slg_scale, skip_layers=skip_layers, slg_start=slg_start)
     later.update(slg_stop=slg_stop, t5_prompt=t5_prompt)
     try:
-        spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed, **later)
+        outer = ((z_axis, z_values), (w_axis, w_values))
+        spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed, outer=outer, **later)
     except ValueError as exc:
         raise gr.Error(str(exc), title="Invalid sheet") from None
     session = session_of(request)
     stop_event = ctx.stops.start(session)
-    run = SheetRun(ctx, spec, progress)
+    run = SheetRun(ctx, spec, progress, resume=check_flag("resume", resume))
     event_id = LocalContext.event_id.get(None)
     run.start(stop_event)
     try:
@@ -487,6 +521,20 @@ def open_in_generate(made: list[dict[str, Any]], evt: gr.SelectData) -> list[Any
     return [*(values[key] for key in GENERATE_KEYS), gr.Tabs(selected="generate")]
 
 
+def inputs_from_sheet(result: sheet.SheetResult | None) -> list[Any]:
+    """The Compare tab's inputs (`CompareTab.sheet_inputs` order) set to a loaded sheet's, to rerun or vary it."""
+    if result is None:
+        return [gr.skip()] * len(sheet.SHEET_KEYS)
+    spec, base = result.spec, result.spec.base
+    axes = [spec.x.label, spec.x.text(), spec.y.label if spec.y else "None", spec.y.text() if spec.y else ""]
+    outer = [part for axis in spec.outer for part in (axis.label, axis.text())]
+    outer += ["None", ""] * (sheet.MAX_OUTER - len(spec.outer))
+    fixed = [base.steps, base.guidance, base.width, base.height, base.seed]
+    layout = [spec.show_times, spec.margin, spec.legend, spec.swap]
+    later = [getattr(base, p.name) for p in PARAMS if p.api_tail]
+    return [base.prompt, base.negative_prompt, *axes, *fixed, *layout, *later, *outer, True]
+
+
 def copy_from_generate(*values: Any) -> list[Any]:
     """The Generate tab's values (GENERATE_KEYS order) for this tab's settings (PARAMS order); a random seed there
     is a random seed (-1) here."""
@@ -496,13 +544,6 @@ def copy_from_generate(*values: Any) -> list[Any]:
     return [given[p.name] for p in PARAMS]
 
 
-def show(made: list[dict[str, Any]], caption: str | None) -> Any:
-    for m in made:
-        if m["caption"] == caption:
-            return gr.Image(value=m["path"], label=f"{caption} · seed {m['settings']['seed']}")
-    return gr.skip()
-
-
 # --- Wiring ---------------------------------------------------------------------------------------------------------
 
 
@@ -510,23 +551,37 @@ def wire(ctx: AppContext, tab: CompareTab) -> None:
     axis_inputs = tab.axis_inputs()
     preview_ = bind(preview, ctx=ctx)
     tab.status.value = preview_(*(c.value for c in axis_inputs))  # the page opens showing the default sheet's size
-    for component in (tab.x_axis, tab.x_values, tab.y_axis, tab.y_values):
+    for component in (tab.x_axis, tab.x_values, tab.y_axis, tab.y_values, *tab.outer):
         component.change(preview_, axis_inputs, tab.status, api_visibility="private", queue=False)
+    explorer = tab.explorer
     gr.on(
         triggers=[tab.run.click, tab.prompt.submit],
         fn=zerogpu.gpu(zerogpu.sheet_duration)(bind(make_sheet, ctx=ctx)),
         inputs=tab.sheet_inputs(),
-        outputs=[tab.picture, tab.cells, tab.status, tab.bundle, tab.cell_list, tab.pick_a, tab.pick_b],
+        outputs=[
+            tab.picture,
+            tab.cells,
+            tab.status,
+            tab.bundle,
+            tab.cell_list,
+            explorer.pick_a,
+            explorer.pick_b,
+            explorer.state,
+        ],
         api_name="contact_sheet",
         concurrency_id="gpu",
         concurrency_limit=ctx.config.concurrency,
+    ).then(explorer_ui.setup, explorer.state, explorer.setup_outputs(), api_visibility="private")
+    explorer_ui.wire(
+        ctx,
+        explorer,
+        then=lambda event: event.then(inputs_from_sheet, explorer.state, tab.sheet_inputs(), api_visibility="private"),
     )
+    ctx.explorer, ctx.sheet_inputs = explorer, tab.sheet_inputs()  # History opens saved sheets here
     tab.stop.click(bind(stop_sheet, ctx=ctx), None, None, queue=False, api_visibility="private")
     targets = ctx.generate_targets()
     tab.cells.select(open_in_generate, [tab.cell_list], [*targets, ctx.tabs], api_visibility="private")
     tab.copy.click(copy_from_generate, targets, tab.settings_inputs(), api_visibility="private")
-    tab.pick_a.change(show, [tab.cell_list, tab.pick_a], tab.left, api_visibility="private")
-    tab.pick_b.change(show, [tab.cell_list, tab.pick_b], tab.right, api_visibility="private")
 
 
 def build_compare_tab(ctx: AppContext) -> CompareTab:

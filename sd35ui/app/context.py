@@ -187,6 +187,9 @@ class AppContext:
     tabs: gr.Tabs | None = None
     generate_inputs: dict[str, Any] = field(default_factory=dict)
     app: gr.Blocks | None = None
+    # The Compare tab's explorer and /contact_sheet's inputs (History opens a saved sheet there)
+    explorer: Any = None
+    sheet_inputs: list[Any] = field(default_factory=list)
     deferred: list[Callable[[], None]] = field(default_factory=list)  # wiring to run once every tab is laid out
 
     @classmethod

@@ -100,6 +100,7 @@ class HistoryTab:
     large: gr.Image
     details: gr.Textbox
     send: gr.Button
+    open_sheet: gr.Button
     drop: gr.File
     page: gr.Number  # a component, not State: the API can pass it
     paths: gr.State  # the full-size paths of the gallery's items
@@ -120,8 +121,11 @@ def _details() -> dict[str, Any]:
     )
     details = gr.Textbox(label="Settings", lines=8, interactive=False, buttons=["copy"], elem_id="history-settings")
     send = gr.Button("Send to Generate", variant="primary", interactive=False, elem_id="history-send")
+    open_sheet = gr.Button(
+        "Open this sheet in the Compare explorer", interactive=False, visible=False, elem_id="history-open-sheet"
+    )
     drop = gr.File(label="Load settings from a PNG", file_types=[".png"], type="filepath", elem_id="history-drop")
-    return dict(large=large, details=details, send=send, drop=drop)
+    return dict(large=large, details=details, send=send, open_sheet=open_sheet, drop=drop)
 
 
 def layout() -> HistoryTab:
@@ -176,7 +180,14 @@ def open_item(shown: list[str], evt: gr.SelectData, *, ctx: AppContext) -> tuple
     index = evt.index if isinstance(evt.index, int) else -1
     path = shown[index] if 0 <= index < len(shown) else None
     image, text = describe(Path(ctx.config.outputs), path, ctx.spec)
-    return image, text, path, gr.Button(interactive=image is not None)
+    is_sheet = path is not None and history.entry_kind(Path(path)) == "sheet"
+    return (
+        image,
+        text,
+        path,
+        gr.Button(interactive=image is not None),
+        gr.Button(interactive=is_sheet, visible=is_sheet),
+    )
 
 
 def send_selected(path: str | None, *, ctx: AppContext) -> list[Any]:
@@ -218,11 +229,20 @@ def wire(ctx: AppContext, tab: HistoryTab) -> None:
     tab.cells.change(lambda c: show_page(root, 0, c), [tab.cells], **browse)
     tab.newer.click(lambda n, c: step_page(root, n, c, -1), [tab.page, tab.cells], **browse)
     tab.older.click(lambda n, c: step_page(root, n, c, +1), [tab.page, tab.cells], **browse)
-    gallery_outputs = [tab.large, tab.details, tab.selected, tab.send]
+    gallery_outputs = [tab.large, tab.details, tab.selected, tab.send, tab.open_sheet]
     tab.gallery.select(bind(open_item, ctx=ctx), [tab.paths], gallery_outputs, api_visibility="private", queue=False)
     tab.send.click(
         bind(send_selected, ctx=ctx), [tab.selected], targets, api_visibility="private", concurrency_limit=None
     )
+    if ctx.explorer is not None:  # a saved sheet back into the Compare tab's explorer, and its axes into its inputs
+        from sd35ui.app import compare_tab, explorer
+
+        private = dict(api_visibility="private")
+        tab.open_sheet.click(bind(explorer.load, ctx=ctx), [tab.selected], ctx.explorer.state, **private).then(
+            explorer.setup, ctx.explorer.state, ctx.explorer.setup_outputs(), **private
+        ).then(compare_tab.inputs_from_sheet, ctx.explorer.state, ctx.sheet_inputs, **private).then(
+            lambda: gr.Tabs(selected="compare"), None, ctx.tabs, **private
+        )
     tab.drop.upload(
         bind(load_png, ctx=ctx),
         [tab.drop],

@@ -15,6 +15,7 @@ from sd35ui.app.history_tab import build_history_tab
 from sd35ui.app.server import launch
 from sd35ui.core.pipeline import model_banner
 from sd35ui.core.settings import PARAMS
+from sd35ui.core.sheet import SHEET_ADDED
 
 __all__ = ["AppConfig", "create_app", "launch"]
 
@@ -29,7 +30,8 @@ class App(gr.Blocks):
 
     async def preprocess_data(self, block_fn: Any, inputs: list[Any], *args: Any, **kwargs: Any) -> Any:
         missing = len(block_fn.inputs) - len(inputs)
-        if block_fn.api_name in ("generate", "contact_sheet") and 0 < missing <= TAIL_PARAMS:
+        added = {"generate": TAIL_PARAMS, "contact_sheet": TAIL_PARAMS + SHEET_ADDED}.get(block_fn.api_name, 0)
+        if 0 < missing <= added:
             inputs = [*inputs, *(block.value for block in block_fn.inputs[len(inputs) :])]
         return await super().preprocess_data(block_fn, inputs, *args, **kwargs)
 

@@ -112,6 +112,10 @@ def sheet_duration(*args: Any, **kwargs: Any) -> int:
         y_axis = values["y_axis"]
         if y_axis is not None and str(y_axis).strip().lower() not in ("", "none", "-"):
             axes.append(sheet.parse_axis(y_axis, values["y_values"] or "", "Y"))
+        for which in ("z", "w"):  # the outer axes: one sub-sheet per value
+            kind = values.get(f"{which}_axis")
+            if kind is not None and str(kind).strip().lower() not in ("", "none", "-"):
+                axes.append(sheet.parse_axis(kind, values.get(f"{which}_values") or "", which.upper()))
         total_steps = float(steps)
         cells = 1
         for axis in axes:

@@ -47,7 +47,7 @@ MAX_TEXT_BYTES = 16 * 2**20
 MAX_PNG_CHUNKS = 100_000
 
 # outputs/YYYY-MM-DD/HHMMSS-<kind>[-<seed>]-<6 hex>[-r<row>c<col>].png (storage.new_path; cells: sheet.cell_path)
-_NAME = re.compile(r"^(?P<time>\d{6})-(?P<kind>[a-z]+)(?:-\d+)?-[0-9a-f]{6}(?P<cell>-r\d+c\d+)?$")
+_NAME = re.compile(r"^(?P<time>\d{6})-(?P<kind>[a-z]+)(?:-\d+)?-[0-9a-f]{6}(?P<cell>-(?:p\d+)?r\d+c\d+)?$")
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
@@ -86,6 +86,14 @@ class LoadedSettings:
     model: str | None
     parameters: str  # the settings as A1111 text, for display
     notes: list[str] = field(default_factory=list)  # values this app's model cannot use as they are
+
+
+def entry_kind(path: Path) -> str:
+    """ "image", "sheet", "cell" or "file", from the name sd35ui gives what it saves (`_entry`)."""
+    try:
+        return _entry(path, path.stat()).kind
+    except OSError:
+        return "file"
 
 
 def _entry(path: Path, stat: os.stat_result) -> Entry:
@@ -247,6 +255,14 @@ def _text_chunk(kind: bytes, data: bytes, limit: int) -> tuple[str, str | None, 
         return key, raw.decode("utf-8"), None
     except UnicodeDecodeError:
         return key, None, f"{chunk} is not valid UTF-8 text"
+
+
+def read_text_chunks(path: Path) -> dict[str, str]:
+    """The text chunks of the PNG at `path` (`png_text_chunks`, no pixels decoded); ValueError if not a PNG."""
+    with open(path, "rb") as f:
+        if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
+            raise ValueError(f"{Path(path).name} is not a PNG.")
+        return png_text_chunks(f)[0]
 
 
 def png_text_chunks(f: BinaryIO) -> tuple[dict[str, str], list[str]]:

@@ -17,14 +17,14 @@ import re
 import threading
 import time
 import zipfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from sd35ui.core import generate, grid, metadata, storage
+from sd35ui.core import explorer_page, generate, grid, metadata, storage
 from sd35ui.core.settings import (
     PARAM,
     PARAMS,
@@ -57,7 +57,9 @@ SHEET_KEYS: tuple[str, ...] = (
     *(p.name for p in PARAMS if p.kind != "text" and not p.api_tail),
     *("show_times", "margin", "legend", "swap"),
     *(p.name for p in PARAMS if p.api_tail),
+    *("z_axis", "z_values", "w_axis", "w_values", "resume"),  # added with the sheet explorer: optional, last
 )
+SHEET_ADDED = 5  # the last SHEET_KEYS, after the settings added since: the outer axes and resume
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,7 @@ class SheetSpec:
     margin: int = 0  # pixels between cells
     legend: bool = True  # axis labels and the title line
     swap: bool = False  # draw X down the side and Y across the top
+    outer: tuple[Axis, ...] = ()  # up to MAX_OUTER more axes: one sub-sheet (page) per combination of their values
 
     @property
     def rows(self) -> int:
@@ -404,12 +407,36 @@ class SheetSpec:
         return len(self.x.values)
 
     @property
+    def pages(self) -> int:
+        """Sub-sheets: one per combination of the outer axes' values (1 without outer axes)."""
+        return math.prod(len(axis.values) for axis in self.outer)
+
+    @property
     def n_cells(self) -> int:
-        return self.rows * self.cols
+        return self.rows * self.cols * self.pages
+
+    def axes(self) -> list[Axis]:
+        """Every axis: X, Y (if any), then the outer axes, outermost first."""
+        return [self.x, *([self.y] if self.y is not None else []), *self.outer]
+
+    def page_indices(self, page: int) -> tuple[int, ...]:
+        """The index into each outer axis's values of sub-sheet `page` (the first outer axis changes slowest)."""
+        indices = []
+        for axis in reversed(self.outer):
+            page, index = divmod(page, len(axis.values))
+            indices.append(index)
+        return tuple(reversed(indices))
+
+    def page_label(self, page: int) -> str:
+        """The heading of sub-sheet `page`: "Sampler: Heun · T5: Off"."""
+        return " · ".join(axis.labels()[i] for axis, i in zip(self.outer, self.page_indices(page)))
 
     def resolved(self) -> SheetSpec:
         """This spec with a concrete seed (drawn once for the whole sheet when none was set)."""
         return self if self.base.seed is not None else dataclasses.replace(self, base=self.base.with_seed())
+
+
+MAX_OUTER = 2  # X, Y and two outer axes: four in all
 
 
 def make_spec(
@@ -424,8 +451,10 @@ def make_spec(
     legend: bool = True,
     swap: bool = False,
     model: ModelSpec = SD35_MEDIUM,
+    outer: Sequence[tuple[str | None, str | None]] = (),
 ) -> SheetSpec:
     """Parse and validate a sheet from loosely typed input (UI, CLI). `y_type` None, "" or "None": one axis.
+    `outer`: up to two more (type, values) axes, each a sub-sheet per value; a None or "None" type is left out.
 
     The seed is fixed here (drawn at random when `base.seed` is None) so the spec says exactly what will run."""
     base = base.validate(model)
@@ -433,19 +462,43 @@ def make_spec(
     x = resolve_sizes(x, model, "X") if x.kind == "size" else x
     check_axis(x, base, "X", model)
     y = None
-    if y_type is not None and str(y_type).strip().lower() not in ("", "none", "-"):
+    if not _is_none(y_type):
         y = parse_axis(y_type, y_values or "", "Y")
         y = resolve_sizes(y, model, "Y") if y.kind == "size" else y
         check_axis(y, base, "Y", model)
         if y.kind == x.kind and x.kind not in TEXT_AXES:
             raise ValueError(f"X and Y are both {x.label}; choose a different type for one of them.")
+    outer_axes = _outer_axes(outer, [x, *([y] if y is not None else [])], base, model)
     whole = isinstance(margin, (int, float)) and not isinstance(margin, bool) and float(margin).is_integer()
     if not whole or not 0 <= margin <= MAX_MARGIN:
         raise ValueError(
             f"The margin between cells must be a whole number of pixels from 0 to {MAX_MARGIN}, got {margin!r}."
         )
     options = {"show_times": bool(show_times), "margin": int(margin), "legend": bool(legend), "swap": bool(swap)}
-    return SheetSpec(base, x, y, **options).resolved()
+    return SheetSpec(base, x, y, **options, outer=outer_axes).resolved()
+
+
+def _is_none(axis_type: Any) -> bool:
+    return axis_type is None or str(axis_type).strip().lower() in ("", "none", "-")
+
+
+def _outer_axes(
+    outer: Sequence[tuple[str | None, str | None]], inner: list[Axis], base: GenerationSettings, model: ModelSpec
+) -> tuple[Axis, ...]:
+    """The outer axes (Z, then W), parsed and checked: none may repeat another axis's type (S/R axes may)."""
+    axes: list[Axis] = []
+    given = [(t, v) for t, v in outer if not _is_none(t)]
+    if len(given) > MAX_OUTER:
+        raise ValueError(f"A sheet takes at most {MAX_OUTER} outer axes (four in all); remove {len(given) - 2}.")
+    for which, (axis_type, values) in zip(("Z", "W"), given):
+        axis = parse_axis(str(axis_type), values or "", which)
+        axis = resolve_sizes(axis, model, which) if axis.kind == "size" else axis
+        check_axis(axis, base, which, model)
+        taken = [a for a in inner + axes if a.kind == axis.kind and a.kind not in TEXT_AXES]
+        if taken:
+            raise ValueError(f"Two axes are {axis.label}; choose a different type for the {which} axis.")
+        axes.append(axis)
+    return tuple(axes)
 
 
 @dataclass(frozen=True)
@@ -454,6 +507,8 @@ class Cell:
     row: int  # index into the Y values (0 when there is no Y axis)
     col: int  # index into the X values
     settings: GenerationSettings
+    page: int = 0  # the sub-sheet: index of the combination of outer-axis values (SheetSpec.page_indices)
+    paged: bool = False  # the sheet has outer axes (its cells' files name the page)
 
 
 def x_outer(spec: SheetSpec) -> bool:
@@ -471,21 +526,29 @@ def plan_sheet(spec: SheetSpec) -> list[Cell]:
     if x_outer(spec):
         places.sort(key=lambda place: (place[1], place[0]))
     cells: list[Cell] = []
-    for row, col in places:
-        settings = spec.x.apply(spec.base, spec.x.values[col])
-        if spec.y is not None:
-            settings = spec.y.apply(settings, y_values[row])
-        cells.append(Cell(len(cells), row, col, settings))
+    for page in range(spec.pages):  # outer axes: the outermost loop
+        base = spec.base
+        for axis, index in zip(spec.outer, spec.page_indices(page)):
+            base = axis.apply(base, axis.values[index])
+        for row, col in places:
+            settings = spec.x.apply(base, spec.x.values[col])
+            if spec.y is not None:
+                settings = spec.y.apply(settings, y_values[row])
+            cells.append(Cell(len(cells), row, col, settings, page, bool(spec.outer)))
     return cells
+
+
+def coords(spec: SheetSpec, cell: Cell) -> tuple[int, ...]:
+    """The cell's index into each of `spec.axes()`' values."""
+    return (cell.col, *((cell.row,) if spec.y is not None else ()), *spec.page_indices(cell.page))
 
 
 def check_sheet(spec: SheetSpec, max_cells: int = MAX_CELLS, max_pixels: int = MAX_SHEET_PIXELS) -> None:
     """Refuse a sheet over the cell or pixel limit (or with a Prompt S/R text missing from the prompt), before
     anything is generated."""
-    check_axis(spec.x, spec.base, "X")
-    if spec.y is not None:
-        check_axis(spec.y, spec.base, "Y")
-    shape = f"{spec.cols} x {spec.rows}" if spec.y is not None else f"{spec.cols}"
+    for which, axis in zip(("X", "Y", "Z", "W") if spec.y is not None else ("X", "Z", "W"), spec.axes()):
+        check_axis(axis, spec.base, which)
+    shape = " x ".join(str(len(axis.values)) for axis in spec.axes())
     if spec.n_cells > max_cells:
         raise ValueError(
             f"This sheet has {spec.n_cells} cells ({shape}); the limit is {max_cells}. Use fewer values on an axis."
@@ -511,7 +574,7 @@ def check_sheet(spec: SheetSpec, max_cells: int = MAX_CELLS, max_pixels: int = M
 def cell_name(spec: SheetSpec, cell: Cell) -> str:
     """A cell by its axis labels: "Sampler: Heun, Schedule type: Karras"."""
     names = [spec.x.labels()[cell.col]] + ([spec.y.labels()[cell.row]] if spec.y is not None else [])
-    return ", ".join(names)
+    return ", ".join(names + ([spec.page_label(cell.page)] if spec.outer else []))
 
 
 def _cost(settings: GenerationSettings) -> int:
@@ -536,6 +599,7 @@ def estimate_seconds(cells: Sequence[Cell], done: Sequence[CellResult]) -> float
 class CellResult:
     cell: Cell
     result: generate.GenerationResult  # image, exact settings, model, timings (seconds)
+    reused: bool = False  # read from a cell saved earlier with the same settings, model and recipe (resume)
 
     @property
     def image(self) -> Image.Image:
@@ -562,6 +626,11 @@ class SheetResult:
     @property
     def complete(self) -> bool:
         return len(self.cells) == self.spec.n_cells
+
+    @property
+    def reused(self) -> int:
+        """Cells taken from earlier saved ones rather than generated (resume)."""
+        return sum(done.reused for done in self.cells)
 
     def cell_at(self, row: int, col: int) -> CellResult | None:
         for done in self.cells:
@@ -601,6 +670,20 @@ class _Encoder:
         return self.known[key]
 
 
+def cell_key(settings: GenerationSettings, model: str, recipe: Mapping[str, Any]) -> str:
+    """What makes a cell's pixels: its exact settings, the model and how it was loaded."""
+    return json.dumps([settings.to_dict(), model, dict(recipe)], sort_keys=True)
+
+
+def reused_cell(cell: Cell, path: Path, model: str, recipe: Mapping[str, Any]) -> CellResult:
+    """A cell read back from `path` (found by `reusable_cells`) instead of generated."""
+    with Image.open(path) as image:
+        pixels = image.convert("RGB")
+    timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0, "total": 0.0}
+    made = generate.GenerationResult(pixels, cell.settings, model, timings, dict(recipe))
+    return CellResult(cell, made, reused=True)
+
+
 def run_sheet(
     pipe: Any,
     spec: SheetSpec,
@@ -612,6 +695,7 @@ def run_sheet(
     cache: generate.PromptCache | None = None,
     max_cells: int = MAX_CELLS,
     max_pixels: int = MAX_SHEET_PIXELS,
+    reuse: Mapping[str, Path] | None = None,
 ) -> SheetResult:
     """Make every cell of `spec` and return them (the picture: `result.image()`; files: `save_sheet`).
 
@@ -620,7 +704,8 @@ def run_sheet(
     `stopped` is set. `batch=True` denoises cells that share a step count together: 5-8% less CPU time on the
     tiny model (bench/sheet_bench.py), but cells may differ from single images by 1-2/255 and a batch needs more
     GPU memory, so it is off by default. Out of GPU memory raises `SheetOutOfMemory` (a `GenerationOutOfMemory`)
-    holding the finished cells."""
+    holding the finished cells. `reuse` (`explore.reusable_cells`) maps `cell_key`s to saved cells: those are read
+    back, not generated (resume), and reported like the others with `reused` set."""
     import torch
 
     from sd35ui.core.pipeline import free_memory
@@ -631,6 +716,7 @@ def run_sheet(
     encoder = _Encoder(pipe, cache if cache is not None else generate.prompt_cache)
     result = SheetResult(spec=spec, model=generate.model_name(pipe), batched=batch)
     start = time.perf_counter()
+    cells = _take_reused(pipe, cells, reuse or {}, result, on_cell)
     groups = _batches(cells) if batch else [[cell] for cell in cells]
     try:
         for group in groups:
@@ -656,6 +742,31 @@ def run_sheet(
         raise SheetOutOfMemory(generate.out_of_memory_advice(what), result) from exc
     result.seconds = time.perf_counter() - start
     return result
+
+
+def _take_reused(
+    pipe: Any, cells: list[Cell], reuse: Mapping[str, Path], result: SheetResult, on_cell: CellCallback | None
+) -> list[Cell]:
+    """Read back the cells `reuse` holds (reported at once through `on_cell`); returns the cells left to make."""
+    if not reuse:
+        return cells
+    from sd35ui.core.pipeline import recipe
+
+    model, made = generate.model_name(pipe), recipe(pipe)
+    left = []
+    for cell in cells:
+        path = reuse.get(cell_key(cell.settings, model, made))
+        try:
+            done = reused_cell(cell, path, model, made) if path is not None else None
+        except OSError:  # deleted or damaged since it was found: make it again
+            done = None
+        if done is None:
+            left.append(cell)
+            continue
+        result.cells.append(done)
+        if on_cell is not None:
+            on_cell(done)
+    return left
 
 
 def _batches(cells: list[Cell]) -> list[list[Cell]]:
@@ -857,7 +968,7 @@ def _guided_noise(noise: Any, settings: Sequence[GenerationSettings]) -> Any:
 
 def title_text(spec: SheetSpec, model: str) -> str:
     """The sheet's title: the prompt, then the settings that are the same in every cell."""
-    base, varied = spec.base, {spec.x.kind} | ({spec.y.kind} if spec.y is not None else set())
+    base, varied = spec.base, {axis.kind for axis in spec.axes()}
     lines = [base.prompt]
     if base.negative_prompt:
         lines.append(f"Negative: {base.negative_prompt}")
@@ -885,35 +996,94 @@ def title_text(spec: SheetSpec, model: str) -> str:
 
 
 def sheet_image(result: SheetResult) -> Image.Image:
-    """Draw a (possibly unfinished) sheet with `sd35ui.core.grid`."""
+    """Draw a (possibly unfinished) sheet with `sd35ui.core.grid`: one grid, or with outer axes one grid per
+    sub-sheet, each headed by its outer values, stacked top to bottom."""
     spec = result.spec
-    cells: list[list[Image.Image | None]] = [[None] * spec.cols for _ in range(spec.rows)]
-    captions: list[list[str | None]] = [[None] * spec.cols for _ in range(spec.rows)]
-    for done in result.cells:
-        cells[done.cell.row][done.cell.col] = done.image
-        captions[done.cell.row][done.cell.col] = f"{done.seconds:.1f} s"
     title = title_text(spec, result.model)
     if result.stopped:
         title += f"\nStopped: {len(result.cells)} of {spec.n_cells} cells made"
-    return grid.compose(
-        cells,
-        spec.x.labels(),
-        spec.y.labels() if spec.y is not None else None,
-        title=title,
-        captions=captions if spec.show_times else None,
-        margin=spec.margin,
-        legend=spec.legend,
-        swap=spec.swap,
-        cell_size=cell_box(spec),
-    )
+    pages = []
+    for page in range(spec.pages):
+        cells: list[list[Image.Image | None]] = [[None] * spec.cols for _ in range(spec.rows)]
+        captions: list[list[str | None]] = [[None] * spec.cols for _ in range(spec.rows)]
+        for done in result.cells:
+            if done.cell.page == page:
+                cells[done.cell.row][done.cell.col] = done.image
+                captions[done.cell.row][done.cell.col] = f"{done.seconds:.1f} s"
+        heading = title + (f"\n{spec.page_label(page)}" if spec.outer else "")
+        pages.append(
+            grid.compose(
+                cells,
+                spec.x.labels(),
+                spec.y.labels() if spec.y is not None else None,
+                title=heading,
+                captions=captions if spec.show_times else None,
+                margin=spec.margin,
+                legend=spec.legend,
+                swap=spec.swap,
+                cell_size=cell_box(spec),
+            )
+        )
+    return pages[0] if len(pages) == 1 else _stacked(pages)
+
+
+PAGE_GAP = 16  # pixels between the sub-sheets of a sheet with outer axes
+
+
+def _stacked(pages: list[Image.Image]) -> Image.Image:
+    """Sub-sheets one under the other, left-aligned, on the sheet's background."""
+    width = max(page.width for page in pages)
+    out = Image.new("RGB", (width, sum(p.height for p in pages) + PAGE_GAP * (len(pages) - 1)), grid.BACKGROUND)
+    top = 0
+    for page in pages:
+        out.paste(page, (0, top))
+        top += page.height + PAGE_GAP
+    return out
 
 
 def cell_box(spec: SheetSpec) -> tuple[int, int]:
     """The box every cell is drawn in: the base size, or with a Size axis the widest by the tallest."""
-    if spec.x.kind == "size" or (spec.y is not None and spec.y.kind == "size"):
+    if any(axis.kind == "size" for axis in spec.axes()):
         sizes = [(c.settings.width, c.settings.height) for c in plan_sheet(spec)]
         return max(w for w, _ in sizes), max(h for _, h in sizes)
     return spec.base.width, spec.base.height
+
+
+def numeric_axes(spec: SheetSpec) -> list[int]:
+    """Indices into `spec.axes()` of the axes whose values are ordered numbers (steps, guidance, shift, the
+    skip-layer settings; not seeds, which are only names for noise)."""
+    return [i for i, axis in enumerate(spec.axes()) if axis.kind in PARAM and PARAM[axis.kind].kind == "number"]
+
+
+def axis_changes(result: SheetResult) -> dict[str, dict[str, list[float | None]]]:
+    """What changes along each numeric axis: for each value, the mean distance (`distance.image_distance`, percent
+    mean absolute difference) from its cell to the next value's cell, over every pair of neighbours whose other
+    axes' values agree, and the mean seconds of its cells. None where no pair (or cell) was made."""
+    from sd35ui.core import distance
+
+    spec = result.spec
+    by_coords = {coords(spec, d.cell): d for d in result.cells}
+    changes: dict[str, dict[str, list[float | None]]] = {}
+    for a in numeric_axes(spec):
+        axis = spec.axes()[a]
+        steps: list[list[float]] = [[] for _ in axis.values[:-1]]
+        seconds: list[list[float]] = [[] for _ in axis.values]
+        for place, done in by_coords.items():
+            seconds[place[a]].append(done.seconds)
+            if place[a] + 1 < len(axis.values):
+                following = by_coords.get(place[:a] + (place[a] + 1,) + place[a + 1 :])
+                if following is not None and following.image.size == done.image.size:
+                    steps[place[a]].append(distance.image_distance(done.image, following.image))
+        changes[axis.label] = {
+            "values": [float(v) for v in axis.values],
+            "distance_to_next": [_mean(d) for d in steps],
+            "seconds": [_mean(t) for t in seconds],
+        }
+    return changes
+
+
+def _mean(numbers: list[float]) -> float | None:
+    return round(sum(numbers) / len(numbers), 4) if numbers else None
 
 
 def sheet_parameters(spec: SheetSpec) -> dict[str, str]:
@@ -921,13 +1091,15 @@ def sheet_parameters(spec: SheetSpec) -> dict[str, str]:
     fields = {"Script": SCRIPT_NAME, "X Type": spec.x.label, "X Values": spec.x.text()}
     if spec.y is not None:
         fields.update({"Y Type": spec.y.label, "Y Values": spec.y.text()})
+    for which, axis in zip(("Z", "W"), spec.outer):  # A1111 has Z; W is ours, in the same form
+        fields.update({f"{which} Type": axis.label, f"{which} Values": axis.text()})
     return fields
 
 
 def sheet_description(result: SheetResult) -> dict[str, Any]:
     """Everything about a sheet as JSON-ready data: axes, fixed settings, layout options and every cell."""
     spec = result.spec
-    varied = {spec.x.kind} | ({spec.y.kind} if spec.y is not None else set())
+    varied = {axis.kind for axis in spec.axes()}
     varied |= {"width", "height"} if "size" in varied else set()
     varied |= {"negative_prompt"} if "negative" in varied else set()
     fixed = {k: v for k, v in spec.base.to_dict().items() if k not in varied}
@@ -936,10 +1108,13 @@ def sheet_description(result: SheetResult) -> dict[str, Any]:
         "model": result.model,
         "x": spec.x.to_dict(),
         "y": spec.y.to_dict() if spec.y is not None else None,
+        "outer": [axis.to_dict() for axis in spec.outer],
+        "base": spec.base.to_dict(),
         "fixed": fixed,
         "options": {"show_times": spec.show_times, "margin": spec.margin, "legend": spec.legend, "swap": spec.swap},
         "rows": spec.rows,
         "cols": spec.cols,
+        "pages": spec.pages,
         "stopped": result.stopped,
         "batched": result.batched,
         "seconds": round(result.seconds, 3),
@@ -947,11 +1122,14 @@ def sheet_description(result: SheetResult) -> dict[str, Any]:
             {
                 "row": d.cell.row,
                 "col": d.cell.col,
+                "page": d.cell.page,
                 "settings": d.settings.to_dict(),
                 "seconds": round(d.seconds, 3),
+                "reused": d.reused,
             }
             for d in sorted(result.cells, key=lambda d: d.cell.index)
         ],
+        "changes": axis_changes(result),
     }
 
 
@@ -965,9 +1143,47 @@ def sheet_png_info(result: SheetResult) -> PngImagePlugin.PngInfo:
     return info
 
 
+def explore_manifest(result: SheetResult, sheet_path: Path) -> dict[str, Any]:
+    """The explorer page's manifest for `result`, whose cells are saved beside `sheet_path` (`sheet.cell_path`)."""
+    spec = result.spec
+    axes = spec.axes()
+    has_y = spec.y is not None
+    x, y = (1, 0) if spec.swap and has_y else (0, 1 if has_y else None)
+    return {
+        "title": title_text(spec, result.model),
+        "model": result.model,
+        "axes": [
+            {"name": axis.label, "values": [_plain(v) for v in axis.values], "labels": axis.labels()} for axis in axes
+        ],
+        "cells": [
+            {
+                "file": cell_path(done, sheet_path).name,
+                "coords": list(coords(spec, done.cell)),
+                "width": done.image.width,
+                "height": done.image.height,
+                "settings": done.settings.to_dict(),
+                "seconds": round(done.seconds, 3),
+            }
+            for done in sorted(result.cells, key=lambda d: d.cell.index)
+        ],
+        "arrangement": {"x": x, "y": y, "outer": list(range(2 if has_y else 1, len(axes)))},
+        "distances": axis_changes(result),
+    }
+
+
+def _plain(value: Any) -> Any:
+    return value if isinstance(value, (int, float, str)) else str(value)
+
+
 def cell_path(done: CellResult, sheet_path: Path) -> Path:
     """Where a cell of the sheet at `sheet_path` is saved: beside it, named by row and column."""
-    return sheet_path.with_name(f"{sheet_path.stem}-r{done.cell.row + 1}c{done.cell.col + 1}.png")
+    return cell_file(done.cell, sheet_path)
+
+
+def cell_file(cell: Cell, sheet_path: Path) -> Path:
+    """`cell_path` of a planned cell: `<sheet>-r2c3.png`, with outer axes `<sheet>-p2r2c3.png` (sub-sheet 2)."""
+    page = f"p{cell.page + 1}" if cell.paged else ""
+    return sheet_path.with_name(f"{sheet_path.stem}-{page}r{cell.row + 1}c{cell.col + 1}.png")
 
 
 def save_cell(done: CellResult, sheet_path: Path) -> Path:
@@ -980,9 +1196,10 @@ def save_cell(done: CellResult, sheet_path: Path) -> Path:
 def save_sheet(
     result: SheetResult, root: Path | None = None, sheet_path: Path | None = None
 ) -> tuple[Path, list[Path], Path]:
-    """Write the sheet PNG, one PNG per finished cell (each with its own settings) and a zip of them all, each
-    atomically. Cells already written by `save_cell` for the same `sheet_path` are reused, not written again.
-    Returns (sheet path, cell paths in generation order, zip path)."""
+    """Write the sheet PNG, one PNG per finished cell (each with its own settings), the explorer page
+    (`<sheet>.html` beside them; `index.html` in the zip) and a zip of them all, each atomically. Cells already
+    written by `save_cell` for the same `sheet_path` are reused, not written again. Returns (sheet path, cell paths
+    in generation order, zip path)."""
     sheet_path = sheet_path or storage.new_path("sheet", result.spec.base.seed, root)
     sheet_bytes = storage.png_bytes(result.image(), sheet_png_info(result))
     storage.atomic_write_bytes(sheet_path, sheet_bytes)
@@ -994,6 +1211,9 @@ def save_sheet(
             save_cell(done, sheet_path)
         cell_paths.append(path)
         members.append((path.name, path.read_bytes()))
+    page = explorer_page.explorer_html(explore_manifest(result, sheet_path)).encode("utf-8")
+    storage.atomic_write_bytes(sheet_path.with_suffix(".html"), page)  # the explorer, beside the cells
+    members.append((explorer_page.PAGE_NAME, page))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are already compressed
         for name, data in members:

@@ -51,7 +51,7 @@ def test_contact_sheet_returns_a_sheet_whose_metadata_describes_the_axes(client,
     assert description["fixed"]["seed"] == 9 and len(description["cells"]) == 4
     with zipfile.ZipFile(zip_path) as archive:
         names = archive.namelist()
-    assert len(names) == 5  # the sheet and 4 cells
+    assert len(names) == 6 and "index.html" in names  # the sheet, 4 cells and the explorer page
     # every cell is the image the Generate tab makes for its settings
     cell_files = [c["image"] for c in cells]
     assert [c["caption"] for c in cells][:2] == ["Guidance: 1 · Steps: 2", "Guidance: 4.5 · Steps: 2"]
@@ -108,3 +108,21 @@ def test_stop_keeps_the_finished_cells(app_server):
     assert 2 <= len(cells) < 8
     with Image.open(sheet_path) as image:
         assert json.loads(image.info["sd35ui-sheet"])["stopped"] is True
+
+
+def test_outer_axes_and_resume_through_the_api(client, app_server):
+    """/contact_sheet takes Z (and W) as optional last parameters; the same sheet again reuses every cell."""
+    args = ("a red circle", "", "Guidance", "1, 4.5", "Steps", "1, 2", 2, 4.5, 32, 32, 17)
+    picture, cells, status, *_ = client.predict(
+        *args, z_axis="Sampler", z_values="Euler, Heun", api_name="/contact_sheet"
+    )
+    assert len(cells) == 8 and "8 cells" in status and "reused" not in status
+    assert cells[4]["caption"] == "Guidance: 1 · Steps: 1 · Sampler: Heun"
+    _, again, status, *_ = client.predict(*args, z_axis="Sampler", z_values="Euler, Heun", api_name="/contact_sheet")
+    assert "8 reused from earlier" in status
+    _, _, fresh_status, *_ = client.predict(
+        *args, z_axis="Sampler", z_values="Euler, Heun", resume=False, api_name="/contact_sheet"
+    )
+    assert "reused" not in fresh_status
+    with pytest.raises(AppError, match="Two axes are Steps"):
+        client.predict(*args, z_axis="Steps", z_values="3", api_name="/contact_sheet")

@@ -33,6 +33,8 @@ def test_a_sheet_fills_in_and_a_cell_opens_in_generate(page):
 
     cells = page.locator("#sheet-cells img")
     cells.first.wait_for()  # cells appear before the sheet is finished
+    page.locator("#sheet img").wait_for(state="attached")
+    page.locator("#sheet").scroll_into_view_if_needed()  # the browser loads it (lazily) once it is near the view
     page.locator("#sheet img").wait_for()
     assert cells.count() == 6
     status = page.locator("#sheet-status").inner_text()
@@ -65,3 +67,57 @@ def test_typed_axis_values_show_as_plain_text_never_as_html(page):
     status.get_by_text("cannot read").wait_for()
     assert typed in status.inner_text()  # shown as the user typed it
     assert status.locator("img, a").count() == 0 and page.locator("#injected").count() == 0
+
+
+def test_the_explorer_rearranges_hides_and_compares_without_generating(page, browser_app, tmp_path):
+    """After a Steps x Guidance x Sampler sheet: Sampler to X re-composes the picture (no new cell files), hiding
+    a value shrinks it, two cells show as an A/B slider with a heat map, and a saved sheet PNG loads back."""
+    from playwright.sync_api import expect
+
+    open_tab(page, "Compare")
+    tab = page.locator("#tab-compare")
+    open_accordion(page, "Fixed settings", tab.get_by_label("number input for Steps"))
+    for label, value in (("Width", 32), ("Height", 32)):
+        set_number(tab, label, value)
+    page.locator("#sheet-seed input").fill("5")
+    page.locator("#x-values textarea, #x-values input").first.fill("1, 4.5")
+    page.locator("#y-values textarea, #y-values input").first.fill("1, 3")
+    open_accordion(page, "More axes", page.locator("#z-values textarea"))
+    page.locator("#z-axis input").click()
+    page.get_by_role("option", name="Sampler", exact=True).click()
+    page.locator("#z-values textarea").fill("Euler, Heun")
+    page.locator("#sheet-status").get_by_text("8 cells (2 x 2 x 2).").wait_for()
+    page.locator("#sheet-prompt textarea").fill("a red circle on a blue background")
+    page.locator("#sheet-btn").click()
+    page.locator("#sheet img").wait_for(state="attached", timeout=120_000)
+    expect(page.locator("#explore-role-2")).to_be_visible(timeout=30_000)
+    outputs = browser_app.config.outputs
+    files = len(list(outputs.rglob("*.png")))
+    view = page.locator("#explorer-view img")
+    view.wait_for(state="attached")
+    before = view.get_attribute("src")
+    page.locator("#explore-role-2").get_by_label("X").check()  # Sampler across
+    page.locator("#explore-role-0").get_by_label("Outer").check()  # Guidance, X before, to the outer place
+    expect(page.locator("#explorer-note")).to_contain_text("8 cells shown (2 x 2 x 2)")
+    expect(view).not_to_have_attribute("src", before)
+    page.locator("#explore-show-1").get_by_label("3").uncheck()  # hide Steps 3
+    expect(page.locator("#explorer-note")).to_contain_text("4 cells shown")
+    assert len(list(outputs.rglob("*.png"))) == files  # nothing generated or saved
+    expect(page.locator("#ab-note")).to_contain_text("they differ by")
+    page.locator("#ab-heat").scroll_into_view_if_needed()
+    expect(page.locator("#ab-slider img").first).to_be_visible()
+    expect(page.locator("#ab-heat img")).to_be_visible()
+    screenshot(page, "explorer", full_page=True)
+
+
+def test_history_reopens_a_sheet_in_the_explorer(page):
+    """A sheet made earlier in this module, picked in History, opens in the Compare tab's explorer with its axes."""
+    from playwright.sync_api import expect
+
+    open_tab(page, "History")
+    sheets = page.locator("#history-gallery button").filter(has_text="Sheet")
+    sheets.first.click()
+    page.locator("#history-open-sheet").click()
+    expect(page.locator("#explore-role-0")).to_be_visible(timeout=30_000)
+    expect(page.locator("#explorer-note")).to_contain_text("cells")
+    assert page.locator("#x-values textarea, #x-values input").first.input_value() != ""

@@ -186,5 +186,5 @@ def test_saved_sheet_describes_its_axes(pipe, tmp_path):
         with Image.open(path) as cell:
             assert np.array_equal(pixels(cell.convert("RGB")), pixels(done.image))
     with zipfile.ZipFile(zip_path) as archive:
-        assert sorted(archive.namelist()) == sorted(p.name for p in [sheet_path, *cell_paths])
+        assert sorted(archive.namelist()) == sorted([*(p.name for p in [sheet_path, *cell_paths]), "index.html"])
     assert not list(tmp_path.rglob(".tmp-*"))
