@@ -1,7 +1,7 @@
 """The sheet explorer (index.html beside a sheet's cells) in Chromium, opened from disk with all network blocked: the
 layout follows the axis controls, values hide, cells zoom, fit and open large with their settings, two cells compare
 A/B with a slider and as a difference, and the labels stay in view while scrolling. SD35UI_SCREENSHOTS=1 writes the
-README's pictures to assets/explorer-<name>.png."""
+pictures of its synthetic sheet to assets/explorer-test-<name>.png."""
 
 from __future__ import annotations
 
@@ -131,10 +131,11 @@ def assert_offline(explorer: Explorer) -> None:
 
 
 def save_picture(page: Any, name: str) -> None:
-    """assets/explorer-<name>.png, for the README, when SD35UI_SCREENSHOTS=1."""
+    """assets/explorer-test-<name>.png of this test's synthetic sheet, when SD35UI_SCREENSHOTS=1 (the README's
+    pictures of the page are of a real tiny-model sheet: assets/make_explorer_shots.py)."""
     if screenshots_wanted():
         ASSETS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ASSETS / f"explorer-{name}.png"))
+        page.screenshot(path=str(ASSETS / f"explorer-test-{name}.png"))
 
 
 def cell_order(page: Any) -> list[str]:
