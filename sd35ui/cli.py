@@ -78,6 +78,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write every cell as its own PNG (with its settings) and the explorer page (index.html) here",
     )
+    sh.add_argument(
+        "--devices",
+        default=None,
+        help="spread the cells over several devices, one pipeline each: all (every GPU), GPU numbers like 0,1, or "
+        "CPU workers like cpu,cpu (default: the one --device)",
+    )
     add_model_arguments(sh)
     return parser
 
@@ -173,7 +179,13 @@ def run_sheet(args: argparse.Namespace) -> int:
         outer=(_axis(args.z, "--z"), _axis(args.w, "--w")),
     )
     sheet.check_sheet(sheet_spec)
-    pipe = get_pipeline(options)
+    if args.devices is not None:
+        from sd35ui.core import devices
+
+        pipes = devices.load_workers(load_options(args), devices.parse_devices(args.devices, devices.cuda_count()))
+        run, on = devices.run_sheet_on, pipes
+    else:
+        run, on = sheet.run_sheet, get_pipeline(options)
     cells = sheet.plan_sheet(sheet_spec)
     from tqdm import tqdm
 
@@ -185,7 +197,7 @@ def run_sheet(args: argparse.Namespace) -> int:
             bar.set_description(f"cell {i + 1}/{n}")
             bar.update(1)
 
-        result = sheet.run_sheet(pipe, sheet_spec, on_progress=on_progress)
+        result = run(on, sheet_spec, on_progress=on_progress)
     out = Path(args.out)
     storage.save_png(result.image(), sheet.sheet_png_info(result), out)
     print(out)
