@@ -73,27 +73,38 @@ def max_sequence_length(pipe: Any) -> int:
 
 
 class PromptCache:
-    """Encoded prompts by (pipeline, prompt, negative prompt, guided?), least recently used out first."""
+    """Encoded texts by (pipeline, text), least recently used out first. A prompt and a negative prompt are encoded
+    separately, so a sheet encodes its negative prompt once for all its prompts, and a cell without guidance (which
+    needs no negative) reuses the encoding its guided neighbours made. Each text is encoded exactly as
+    `encode_prompt` encodes a prompt or a negative prompt (each on its own, through the same text-encoder calls)."""
 
     def __init__(self, size: int = PROMPT_CACHE_SIZE) -> None:
         self.size = size
-        self._items: OrderedDict[tuple, Embeddings] = OrderedDict()
+        self._items: OrderedDict[tuple, tuple[Any, Any]] = OrderedDict()
         self._lock = threading.Lock()
-        self.misses = 0
+        self.misses = 0  # texts encoded
 
-    def get(self, pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
-        key = (id(pipe), prompt, negative, guided)
+    def text(self, pipe: Any, text: str) -> tuple[Any, Any]:
+        """(embeddings, pooled embeddings) of one text."""
+        key = (id(pipe), text)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
                 return self._items[key]
-        embeddings = encode(pipe, prompt, negative, guided)
+        encoded = encode_text(pipe, text)
         with self._lock:
             self.misses += 1
-            self._items[key] = embeddings
+            self._items[key] = encoded
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-        return embeddings
+        return encoded
+
+    def get(self, pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
+        embeds, pooled = self.text(pipe, prompt)
+        if not guided:
+            return Embeddings(embeds, None, pooled, None)
+        negative_embeds, negative_pooled = self.text(pipe, negative)
+        return Embeddings(embeds, negative_embeds, pooled, negative_pooled)
 
     def clear(self) -> None:
         with self._lock:
@@ -103,20 +114,30 @@ class PromptCache:
 prompt_cache = PromptCache()
 
 
-def encode(pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
+def encode_text(pipe: Any, text: str) -> tuple[Any, Any]:
+    """(embeddings, pooled embeddings) of one text, as `encode_prompt` makes them for a prompt (and, through the
+    same calls, for a negative prompt)."""
     import torch
 
     with torch.inference_mode():
-        embeds, neg, pooled, neg_pooled = pipe.encode_prompt(
-            prompt=prompt,
+        embeds, _, pooled, _ = pipe.encode_prompt(
+            prompt=text,
             prompt_2=None,
             prompt_3=None,
-            negative_prompt=negative if guided else None,
-            do_classifier_free_guidance=guided,
+            do_classifier_free_guidance=False,
             device=pipe._execution_device,
             max_sequence_length=max_sequence_length(pipe),
         )
-    return Embeddings(embeds, neg, pooled, neg_pooled)
+    return embeds, pooled
+
+
+def encode(pipe: Any, prompt: str, negative: str, guided: bool) -> Embeddings:
+    """A prompt's embeddings (and its negative prompt's, when guided), not cached."""
+    embeds, pooled = encode_text(pipe, prompt)
+    if not guided:
+        return Embeddings(embeds, None, pooled, None)
+    negative_embeds, negative_pooled = encode_text(pipe, negative)
+    return Embeddings(embeds, negative_embeds, pooled, negative_pooled)
 
 
 def without_t5(pipe: Any, embeddings: Embeddings) -> Embeddings:

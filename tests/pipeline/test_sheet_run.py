@@ -81,18 +81,26 @@ def test_cells_equal_single_generations(pipe):
     assert not np.array_equal(pixels(result.cells[0].image), pixels(result.cells[1].image))
 
 
-def test_each_prompt_is_encoded_once_per_sheet(pipe, encoder_calls):
+def test_each_text_is_encoded_once_per_sheet(pipe, encoder_calls):
+    """Two prompts, each with and without guidance: three texts encoded (the two prompts and the negative prompt,
+    once for both; the cells without guidance reuse their prompt's encoding), not four (prompt, negative) pairs."""
     spec = sheet.make_spec(BASE, "Prompt S/R", "fox, cat", "Guidance", "1, 3, 4.5, 6", model=TINY)
     keys = {(c.settings.prompt, c.settings.negative_prompt, c.settings.guidance > 1) for c in sheet.plan_sheet(spec)}
-    assert spec.n_cells == 8 and len(keys) == 4  # two prompts, each with and without guidance
+    assert spec.n_cells == 8 and len(keys) == 4
     cache = generate.PromptCache()
-    sheet.run_sheet(pipe, spec, cache=cache)
-    assert cache.misses == 4
+    result = sheet.run_sheet(pipe, spec, cache=cache)
+    assert cache.misses == 3
     in_sheet = len(encoder_calls)
     encoder_calls.clear()
-    for key in keys:
-        generate.encode(pipe, *key)
+    for text in {BASE.prompt, BASE.prompt.replace("fox", "cat"), BASE.negative_prompt}:
+        generate.encode_text(pipe, text)
     assert in_sheet == len(encoder_calls) > 0
+    encoder_calls.clear()
+    for key in keys:  # what it took before: one encode_prompt per (prompt, negative, guided)
+        generate.encode(pipe, *key)
+    assert len(encoder_calls) == 2 * in_sheet  # 6 texts (two guided pairs, two prompts alone) against 3
+    for done in result.cells:  # and every cell is still the single image
+        assert np.array_equal(pixels(done.image), pixels(generate.generate(pipe, done.settings).image))
 
 
 def test_guard_refuses_before_generating(pipe, encoder_calls):
