@@ -199,3 +199,16 @@ def test_cli_devices_flag_makes_the_one_device_sheet(tmp_path, cli):
 def test_cli_bad_devices_is_a_clear_error(tmp_path, cli):
     proc = cli("sheet", "--prompt", "x", "--out", str(tmp_path / "s.png"), "--devices", "9")
     assert proc.returncode == 2 and "no GPU 9" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_devices_bench_runs_and_its_workers_make_the_same_cells(tmp_path):
+    """bench/devices_bench.py end to end at the smallest size (its figures are never asserted: speed is measured,
+    not tested)."""
+    import json
+
+    from bench import devices_bench
+
+    report = devices_bench.main(["--rounds", "1", "--size", "32", "--steps", "2", "--json", str(tmp_path / "b.json")])
+    assert report["max_pixel_difference_from_one_t1"]["workers"] == 0
+    assert all(calls > 0 for calls in report["transformer_calls_per_worker"][0])
+    assert "speedup_workers_vs_one_t1" in json.loads((tmp_path / "b.json").read_text())["figures"]
