@@ -382,6 +382,8 @@ class SheetRun:
         sheet_file, _, zip_file = sheet.save_sheet(result, sheet_path=self.sheet_path)
         stopped = f" · stopped: {len(result.cells)} of {spec.n_cells} cells kept" if result.stopped else ""
         reused = f" · {result.reused} reused from earlier (same settings, model and recipe)" if result.reused else ""
+        if result.first_steps_shared:
+            reused += f" · {result.first_steps_shared} first steps shared between cells"
         text = f"{len(result.cells)} cells in {result.seconds:.1f} s · seed {spec.base.seed}{reused}{stopped}"
         choices = [m["caption"] for m in self.made]
         return (

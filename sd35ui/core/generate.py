@@ -271,14 +271,66 @@ def skip_layer_kwargs(pipe: Any, settings: GenerationSettings) -> dict[str, Any]
     }
 
 
+class FirstStepCache:
+    """The transformer's output at the first step, shared by the cells of a sheet that start alike.
+
+    Every denoising loop starts from the seed's noise at the first timestep (sigma 1 for SD3's schedules, whatever
+    the steps, guidance scale or shift), so cells that share the seed, size, prompt, negative prompt, T5 setting and
+    guidance on/off make the same first transformer call; a Steps x Guidance sheet of 16 cells makes it once, not
+    16 times. The key also holds the timestep's value, so a schedule that starts elsewhere (Karras, DPM++ 2M) is
+    never given another's output. Hand-written: diffusers has no hook to reuse a step's output."""
+
+    def __init__(self) -> None:
+        self._outputs: dict[tuple, Any] = {}
+        self.hits = 0  # transformer calls saved
+
+    @contextlib.contextmanager
+    def around(self, pipe: Any, settings: GenerationSettings) -> Iterator[None]:
+        """While the job runs: its first transformer call answered from the cache, or run and kept."""
+        transformer = pipe.transformer
+        if type(transformer).__name__ == "OptimizedModule":  # compiled whole: its forward is not ours to wrap
+            yield
+            return
+        forward = transformer.forward
+        own = transformer.__dict__.get("forward")  # accelerate's offload hook, when there is one
+        calls = 0
+        same_start = (settings.seed, settings.width, settings.height, settings.prompt, settings.negative_prompt)
+        same_start += (settings.t5_prompt, is_guided(settings.guidance))
+
+        def first_step_once(*args: Any, **kwargs: Any) -> Any:
+            nonlocal calls
+            calls += 1
+            timestep = kwargs.get("timestep")
+            if calls > 1 or timestep is None or kwargs.get("skip_layers") is not None:
+                return forward(*args, **kwargs)
+            key = (*same_start, float(timestep.flatten()[0]))
+            if key in self._outputs:
+                self.hits += 1
+                return self._outputs[key]
+            out = forward(*args, **kwargs)
+            self._outputs[key] = out
+            return out
+
+        transformer.forward = first_step_once
+        try:
+            yield
+        finally:
+            if own is not None:
+                transformer.forward = own
+            else:
+                del transformer.forward
+
+
 def denoise(
     pipe: Any,
     embeddings: Embeddings,
     settings: GenerationSettings,
     on_step: StepCallback | None = None,
     stop: threading.Event | None = None,
+    first_steps: FirstStepCache | None = None,
 ) -> Any:
-    """Run the denoising loop and return latents (not decoded). Raises GenerationStopped when `stop` is set."""
+    """Run the denoising loop and return latents (not decoded). Raises GenerationStopped when `stop` is set.
+    `first_steps` (a sheet's) answers the first transformer call when another cell already made it."""
     import torch
 
     assert settings.seed is not None, "call settings.with_seed() first"
@@ -296,7 +348,8 @@ def denoise(
     guided = is_guided(settings.guidance)
     # A CPU generator gives the same noise on every device, so a seed means the same picture everywhere.
     generator = torch.Generator("cpu").manual_seed(settings.seed)
-    with torch.inference_mode(), scheduled(pipe, settings):
+    shared = first_steps.around(pipe, settings) if first_steps is not None else contextlib.nullcontext()
+    with torch.inference_mode(), scheduled(pipe, settings), shared:
         return pipe(
             prompt_embeds=embeddings.prompt,
             negative_prompt_embeds=embeddings.negative if guided else None,

@@ -622,6 +622,7 @@ class SheetResult:
     stopped: bool = False  # Stop was pressed; `cells` holds what finished before
     seconds: float = 0.0
     batched: bool = False
+    first_steps_shared: int = 0  # first transformer calls answered from another cell's (generate.FirstStepCache)
 
     @property
     def complete(self) -> bool:
@@ -662,6 +663,7 @@ class _Encoder:
     def __init__(self, pipe: Any, cache: generate.PromptCache) -> None:
         self.pipe, self.cache = pipe, cache
         self.known: dict[tuple[str, str, bool, str], generate.Embeddings] = {}
+        self.first_steps: generate.FirstStepCache | None = None  # the sheet's shared first transformer calls
 
     def get(self, settings: GenerationSettings) -> generate.Embeddings:
         key = (settings.prompt, settings.negative_prompt, generate.is_guided(settings.guidance), settings.t5_prompt)
@@ -715,6 +717,7 @@ def run_sheet(
     check_sheet(spec, max_cells, max_pixels)
     cells = plan_sheet(spec)
     encoder = _Encoder(pipe, cache if cache is not None else generate.prompt_cache)
+    encoder.first_steps = generate.FirstStepCache()
     result = SheetResult(spec=spec, model=generate.model_name(pipe), batched=batch)
     start = time.perf_counter()
     cells = _take_reused(pipe, cells, reuse or {}, result, on_cell)
@@ -742,6 +745,7 @@ def run_sheet(
         what = f"cell {len(result.cells) + 1} of {len(cells)} of the sheet"
         raise SheetOutOfMemory(generate.out_of_memory_advice(what), result) from exc
     result.seconds = time.perf_counter() - start
+    result.first_steps_shared = encoder.first_steps.hits
     return result
 
 
@@ -801,7 +805,7 @@ def _run_group(
     embeddings = [encoder.get(cell.settings) for cell in group]
     t1 = time.perf_counter()
     if len(group) == 1:
-        latents = generate.denoise(pipe, embeddings[0], first.settings, on_step, stop)
+        latents = generate.denoise(pipe, embeddings[0], first.settings, on_step, stop, encoder.first_steps)
     else:
         latents = denoise_batch(pipe, embeddings, [cell.settings for cell in group], on_step, stop)
     t2 = time.perf_counter()

@@ -196,3 +196,21 @@ def test_saved_sheet_describes_its_axes(pipe, tmp_path):
     with zipfile.ZipFile(zip_path) as archive:
         assert sorted(archive.namelist()) == sorted([*(p.name for p in [sheet_path, *cell_paths]), "index.html"])
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_cells_that_start_alike_share_the_first_transformer_call(pipe):
+    """Steps x Guidance with one seed: every guided cell starts from the same noise at the same first timestep, so
+    the first call runs once per (prompt, guided?) and the cells are still exactly the single images."""
+    spec = sheet.make_spec(BASE, "Steps", "2, 3, 4", "Guidance", "1, 3, 6", model=TINY)
+    calls: list[int] = []  # the transformer's real work: its patch embedding runs once per computed call
+    hook = pipe.transformer.pos_embed.register_forward_hook(lambda *_: calls.append(1))
+    try:
+        result = sheet.run_sheet(pipe, spec, cache=generate.PromptCache())
+    finally:
+        hook.remove()
+    every = sum(generate.model_calls(c.settings) for c in sheet.plan_sheet(spec))
+    # 9 cells, two kinds of start (guidance 1 is unguided: another batch of inputs): 9 - 2 first calls saved
+    assert result.first_steps_shared == 7 and len(calls) == every - 7
+    for done in result.cells:
+        assert np.array_equal(pixels(done.image), pixels(generate.generate(pipe, done.settings).image)), done.cell
+    assert "forward" not in pipe.transformer.__dict__  # the wrapper is gone after the sheet
