@@ -6,6 +6,9 @@ pipeline with one torch thread per worker (the same cores as the workers, so the
 "workers", `run_sheet_on` over every device of `--devices` (default cpu,cpu: one torch thread each). Each run has
 its own prompt cache, so every variant pays its prompt encodings. Figures are medians with their spreads; a speed-up
 is the median of the per-round ratios. On GPUs (`--devices all`) "one_tN" is left out: threads do not matter there.
+On a shared CPU, workers only gain while other programs leave their cores free: before and after every run a short
+matmul probe measures how many cores the process gets, and the speed-ups are also given over only the rounds in which
+every probe found a core per worker ("cores_free").
 
     HF_HUB_OFFLINE=1 python bench/devices_bench.py --rounds 5 --json bench-devices.json
 """
@@ -29,6 +32,11 @@ from bench import rounds as rounds_lib  # noqa: E402  (after the path is set)
 from bench.sheet_bench import max_pixel_difference  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# Before and after every timed run, how many cores the process gets (`parallelism`, for this long); a round counts as
+# one with its cores free when every probe of both paired runs found at least FREE_SHARE of one core per worker.
+PROBE_SECONDS = 0.3
+FREE_SHARE = 0.9
 
 
 def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
@@ -59,17 +67,20 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
                 torch.set_num_threads(threads)
             if not cpu:
                 torch.cuda.synchronize()
+            free_before = parallelism(n, PROBE_SECONDS) if cpu else None
             before = list(calls)
             wall, cpu_time = time.perf_counter(), time.process_time()
             result = devices.run_sheet_on(on, spec, cache=generate.PromptCache())
             if not cpu:
                 torch.cuda.synchronize()
-            return {
+            done = {
                 "wall": time.perf_counter() - wall,
                 "cpu": time.process_time() - cpu_time,
                 "images": [d.image for d in sorted(result.cells, key=lambda d: d.cell.index)],
                 "calls": [after - b for after, b in zip(calls, before)],
             }
+            done["free"] = min(free_before, parallelism(n, PROBE_SECONDS)) if cpu else None
+            return done
 
         return timed
 
@@ -88,6 +99,16 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
     for name in variants:
         if name != "workers":
             figures[f"speedup_workers_vs_{name}"] = rounds_lib.ratio(wall[name], wall["workers"])
+            if cpu:  # the rounds in which both runs had every worker's core free, before and after
+                free = [
+                    r
+                    for r in range(rounds)
+                    if min(results[name][r]["free"], results["workers"][r]["free"]) >= FREE_SHARE * n
+                ]
+                if free:
+                    figures[f"speedup_workers_vs_{name}_cores_free"] = rounds_lib.ratio(
+                        [wall[name][r] for r in free], [wall["workers"][r] for r in free]
+                    )
     figure_dicts = {name: fig.to_dict() for name, fig in figures.items()}
     reference = results["one_t1"]
     difference = {
@@ -110,6 +131,7 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
         "unstable": rounds_lib.unstable_names(figure_dicts),
         "max_pixel_difference_from_one_t1": difference,
         "transformer_calls_per_worker": [r["calls"] for r in results["workers"]],
+        "cores_free_per_round": {name: [r["free"] for r in results[name]] for name in variants},
     }
 
 
@@ -161,6 +183,7 @@ def print_report(report: dict[str, Any]) -> None:
         f"after: {report['parallelism_before']}, {report['parallelism_after']}"
     )
     print(f"transformer calls per worker, each round: {report['transformer_calls_per_worker']}")
+    print(f"cores the process got, the lower probe of each run: {report['cores_free_per_round']}")
     print(f"spread = (max - min) / median of the rounds; over 10% is marked unstable: {report['unstable'] or 'none'}")
 
 
