@@ -81,7 +81,7 @@ HOSTILE_MARKDOWN = ["<img src=x onerror=alert(1)>", "[click](http://example.inva
 def test_compare_status_line_escapes_what_the_user_typed(app_server, tiny_spec, text):
     app, _ = app_server
     compare = next(fn for fn in app.fns.values() if fn.name == "preview")
-    status = compare.fn("Steps", text, "None", "", 2, 4.5, 64, 64, 5)
+    status = compare.fn("Steps", text, "None", "", 2, 4.5, 64, 64, 5, "None", "", "None", "")
     assert status.startswith("⚠️") and "<img" not in status and "](" not in status
     with pytest.raises(ValueError):  # the same text is refused when the sheet is made
         sheet_spec_from_ui(tiny_spec, "a red circle", "", "Steps", text, "None", "", 2, 4.5, 64, 64, 5)

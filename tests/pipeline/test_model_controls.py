@@ -49,10 +49,11 @@ def calls(pipe):
 
 @pytest.fixture(scope="module")
 def shapes():
-    """The trained tiny model: it follows prompts, so a negative prompt or T5's part visibly changes its images."""
-    from sd35ui.core.pipeline import LoadOptions
+    """The trained tiny model: it follows prompts, so a negative prompt or T5's part visibly changes its images.
+    Loaded outside the app's one-pipeline cache, which the session's tiny-random pipeline keeps."""
+    from sd35ui.core.pipeline import LoadOptions, load_pipeline
 
-    return get_pipeline(LoadOptions(model="tiny"))
+    return load_pipeline(LoadOptions(model="tiny"))
 
 
 @pytest.fixture(scope="module")
