@@ -38,6 +38,8 @@ class Explorer:
     slider: gr.ImageSlider
     heat: gr.Image
     ab_note: gr.Markdown
+    ab_settings: gr.Markdown  # A's and B's settings side by side, the differing ones in bold
+    open_a: gr.Button  # A's settings into the Generate tab
     load: gr.File
 
     def arrangement_inputs(self) -> list[Any]:
@@ -85,8 +87,11 @@ def layout() -> Explorer:
             slider = gr.ImageSlider(label="A / B (drag)", type="pil", elem_id="ab-slider")
             heat = gr.Image(label="Where A and B differ (brightest: most)", type="pil", elem_id="ab-heat")
         ab_note = gr.Markdown(elem_id="ab-note")
+        ab_settings = gr.Markdown(elem_id="ab-settings")
+        open_a = gr.Button("Open A in the Generate tab", size="sm", elem_id="ab-open")
         load = gr.File(label="Load a sheet PNG made by sd35ui", file_types=[".png"], elem_id="load-sheet")
-    return Explorer(state, roles, shown, view, note, changes, seconds, pick_a, pick_b, slider, heat, ab_note, load)
+    ab = (pick_a, pick_b, slider, heat, ab_note, ab_settings, open_a)
+    return Explorer(state, roles, shown, view, note, changes, seconds, *ab, load)
 
 
 # --- Handlers -------------------------------------------------------------------------------------------------------
@@ -197,16 +202,28 @@ def arrangement_order(roles: list[str | None], labels: list[str]) -> list[int]:
     return [xs[0], ys[0] if ys else -1, *outer]
 
 
-def compare(result: sheet.SheetResult | None, a: str | None, b: str | None) -> tuple[Any, Any, str]:
-    """A/B of two cells: the slider, the difference heat map and the distance in numbers."""
+def settings_table(first: sheet.CellResult, second: sheet.CellResult) -> str:
+    """A's and B's settings as a Markdown table, the settings that differ in bold."""
+    a, b = first.settings.to_dict(), second.settings.to_dict()
+    rows = ["| setting | A | B |", "|---|---|---|"]
+    for key in a:
+        va, vb = (escape_markdown(sheet.format_value(v)) or '""' for v in (a[key], b[key]))
+        rows.append(f"| **{key}** | **{va}** | **{vb}** |" if a[key] != b[key] else f"| {key} | {va} | {vb} |")
+    rows.append(f"| time | {first.seconds:.2f} s | {second.seconds:.2f} s |")
+    return "\n".join(rows)
+
+
+def compare(result: sheet.SheetResult | None, a: str | None, b: str | None) -> tuple[Any, Any, str, str]:
+    """A/B of two cells: the slider, the difference heat map, the distance in numbers and both cells' settings."""
     if result is None or not a or not b:
-        return gr.skip(), gr.skip(), ""
+        return gr.skip(), gr.skip(), "", ""
     by_name = dict(zip(cell_names(result), sorted(result.cells, key=lambda d: d.cell.index)))
     if a not in by_name or b not in by_name:
-        return gr.skip(), gr.skip(), ""
+        return gr.skip(), gr.skip(), "", ""
+    table = settings_table(by_name[a], by_name[b])
     first, second = by_name[a].image, by_name[b].image
     if first.size != second.size:
-        return (first, second), None, "The two cells differ in size, so there is no difference map."
+        return (first, second), None, "The two cells differ in size, so there is no difference map.", table
     heat = distance.difference_map(first, second)
     shown = heat.info.get(distance.DIFFERENCE_KEY, 0.0)
     text = (
@@ -214,7 +231,19 @@ def compare(result: sheet.SheetResult | None, a: str | None, b: str | None) -> t
         f"{distance.image_distance(first, second):.2f}% (mean absolute difference); white in the map = "
         f"{shown:.1f}%"
     )
-    return (first, second), heat, text
+    return (first, second), heat, text, table
+
+
+def open_a(result: sheet.SheetResult | None, a: str | None) -> list[Any]:
+    """Cell A's settings, one value per Generate-tab input, and that tab selected."""
+    from sd35ui.core.settings import GENERATE_KEYS
+
+    cells = sorted(result.cells, key=lambda d: d.cell.index) if result is not None else []
+    by_name = dict(zip(cell_names(result), cells)) if result is not None else {}
+    if a not in by_name:
+        raise gr.Error("Pick a cell as A first.", title="No cell")
+    values = {**by_name[a].settings.to_dict(), "randomize_seed": False}
+    return [*(values[key] for key in GENERATE_KEYS), gr.Tabs(selected="generate")]
 
 
 def load(path: str | None, request: gr.Request = None, *, ctx: AppContext) -> Any:
@@ -239,9 +268,10 @@ def wire(ctx: AppContext, explorer: Explorer, then: Callable[[Any], Any] | None 
         pick.change(
             compare,
             [explorer.state, explorer.pick_a, explorer.pick_b],
-            [explorer.slider, explorer.heat, explorer.ab_note],
+            [explorer.slider, explorer.heat, explorer.ab_note, explorer.ab_settings],
             **private,
         )
+    explorer.open_a.click(open_a, [explorer.state, explorer.pick_a], [*ctx.generate_targets(), ctx.tabs], **private)
     loaded = explorer.load.upload(bind(load, ctx=ctx), explorer.load, explorer.state, **private).then(
         setup, explorer.state, explorer.setup_outputs(), **private
     )

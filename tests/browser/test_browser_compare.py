@@ -107,7 +107,11 @@ def test_the_explorer_rearranges_hides_and_compares_without_generating(page, bro
     page.locator("#ab-heat").scroll_into_view_if_needed()
     expect(page.locator("#ab-slider img").first).to_be_visible()
     expect(page.locator("#ab-heat img")).to_be_visible()
+    expect(page.locator("#ab-settings")).to_contain_text("sampler")  # A and B's settings, side by side
     screenshot(page, "explorer", full_page=True)
+    page.locator("#ab-open").click()  # A into the Generate tab
+    page.locator("#tab-generate").wait_for(state="visible")
+    expect(page.locator("#prompt textarea")).to_have_value("a red circle on a blue background")
 
 
 def test_history_reopens_a_sheet_in_the_explorer(page):
