@@ -190,8 +190,14 @@ def run_sheet_on(
         threads = [threading.Thread(target=work, args=(pipe,), name=f"sheet-{_device(pipe)}") for pipe in pipes]
         for thread in threads:
             thread.start()
-        for thread in threads:
-            thread.join()
+        try:
+            for thread in threads:
+                thread.join()
+        except BaseException:  # Ctrl-C in the caller's thread: stop the workers within a step, then pass it on
+            halt.failed.set()
+            for thread in threads:
+                thread.join()
+            raise
     result.seconds = time.perf_counter() - start
     if errors:
         error = errors[0]
