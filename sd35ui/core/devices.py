@@ -165,6 +165,7 @@ def run_sheet_on(
         if cpu_workers:
             torch.set_num_threads(1)  # this thread's OpenMP pool too, whatever it inherited
         encoder = _Encoder(pipe, cache if cache is not None else generate.prompt_cache)
+        encoder.first_steps = generate.FirstStepCache()  # as run_sheet's, one per pipeline: its outputs live there
         try:
             while not halt.is_set():
                 try:
@@ -184,6 +185,9 @@ def run_sheet_on(
             with report:
                 errors.append(exc)
             halt.failed.set()
+        finally:
+            with report:
+                result.first_steps_shared += encoder.first_steps.hits
 
     start = time.perf_counter()
     with cpu_threads(pipes):

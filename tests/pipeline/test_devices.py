@@ -117,7 +117,7 @@ def test_two_cpu_workers_make_the_one_worker_sheet(pipes):
         two = devices.run_sheet_on(pipes, spec, on_cell=made.append)
     assert [done.cell.index for done in two.cells].count(0) == 1
     assert sorted(done.cell.index for done in two.cells) == list(range(spec.n_cells)) == list(range(6))
-    assert made == two.cells and two.complete and not two.stopped
+    assert made == two.cells and two.complete and not two.stopped and two.first_steps_shared > 0
     expected, got = by_index(one), by_index(two)
     assert all(np.array_equal(expected[i], got[i]) for i in expected)
     assert all(c > 0 for c in calls), f"both workers should make cells: transformer calls {calls}"
