@@ -554,7 +554,17 @@ def wire(ctx: AppContext, tab: CompareTab) -> None:
     preview_ = bind(preview, ctx=ctx)
     tab.status.value = preview_(*(c.value for c in axis_inputs))  # the page opens showing the default sheet's size
     for component in (tab.x_axis, tab.x_values, tab.y_axis, tab.y_values, *tab.outer):
-        component.change(preview_, axis_inputs, tab.status, api_visibility="private", queue=False)
+        # One at a time, in order: two quick edits answered out of order would leave the older count showing.
+        component.change(
+            preview_,
+            axis_inputs,
+            tab.status,
+            api_visibility="private",
+            concurrency_limit=1,
+            concurrency_id="sheet-preview",
+            trigger_mode="always_last",
+            show_progress="hidden",
+        )
     explorer = tab.explorer
     gr.on(
         triggers=[tab.run.click, tab.prompt.submit],

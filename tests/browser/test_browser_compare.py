@@ -28,7 +28,9 @@ def test_a_sheet_fills_in_and_a_cell_opens_in_generate(page):
     page.locator("#x-values textarea, #x-values input").first.fill("1, 4.5, 7")
     page.locator("#y-values textarea, #y-values input").first.fill("2, 6")
     page.locator("#sheet-prompt textarea").fill("a red circle on a blue background")
-    page.locator("#sheet-status").get_by_text("6 cells (3 x 2).").wait_for()  # the count shows while typing
+    from playwright.sync_api import expect
+
+    expect(page.locator("#sheet-status")).to_contain_text("6 cells (3 x 2).", timeout=30_000)  # shown while typing
     page.locator("#sheet-btn").click()
 
     cells = page.locator("#sheet-cells img")
