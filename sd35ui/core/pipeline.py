@@ -83,7 +83,7 @@ class LoadOptions:
         small_gpu = cuda and gpu_memory_gib() < NF4_MIN_GIB_FOR_FULL
         quant = self.quant if self.quant != "auto" else ("nf4" if small_gpu and not tiny else "none")
         offload = self.offload if self.offload != "auto" else ("model" if small_gpu and not tiny else "none")
-        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device == "cuda" else "float32")
+        dtype = self.dtype if self.dtype != "auto" else ("bfloat16" if device.startswith("cuda") else "float32")
         return replace(self, model=model, device=device, quant=quant, offload=offload, dtype=dtype)
 
 

@@ -82,3 +82,11 @@ def test_auto_options_on_this_machine():
     if not torch.cuda.is_available():
         assert (resolved.model, resolved.device, resolved.quant, resolved.offload) == ("tiny", "cpu", "none", "none")
         assert pipeline.model_banner(LoadOptions()) is not None
+
+
+def test_auto_dtype_is_bfloat16_on_any_cuda_device():
+    from sd35ui.core.pipeline import LoadOptions
+
+    for device in ("cuda", "cuda:1"):
+        assert LoadOptions(model="tiny", device=device).resolve().dtype == "bfloat16", device
+    assert LoadOptions(model="tiny", device="cpu").resolve().dtype == "float32"
