@@ -191,26 +191,38 @@ def run_sheet_on(
 
     start = time.perf_counter()
     with cpu_threads(pipes):
-        threads = [threading.Thread(target=work, args=(pipe,), name=f"sheet-{_device(pipe)}") for pipe in pipes]
-        for thread in threads:
-            thread.start()
-        try:
-            for thread in threads:
-                thread.join()
-        except BaseException:  # Ctrl-C in the caller's thread: stop the workers within a step, then pass it on
-            halt.failed.set()
-            for thread in threads:
-                thread.join()
-            raise
+        _run_threads([threading.Thread(target=work, args=(p,), name=f"sheet-{_device(p)}") for p in pipes], halt)
     result.seconds = time.perf_counter() - start
     if errors:
-        error = errors[0]
-        if isinstance(error, torch.OutOfMemoryError):
-            for pipe in pipes:
-                pipe.maybe_free_model_hooks()
-            free_memory()
-            what = f"a cell of the sheet ({len(result.cells)} of {len(cells)} cells were made)"
-            raise sheet.SheetOutOfMemory(generate.out_of_memory_advice(what), result) from error
-        raise error
+        _raise_first(errors, pipes, result, len(cells))
     result.stopped = len(result.cells) < len(cells)
     return result
+
+
+def _run_threads(threads: list[threading.Thread], halt: _Either) -> None:
+    """Start the workers and wait for them; Ctrl-C in the caller's thread stops them within a step, then goes on."""
+    for thread in threads:
+        thread.start()
+    try:
+        for thread in threads:
+            thread.join()
+    except BaseException:
+        halt.failed.set()
+        for thread in threads:
+            thread.join()
+        raise
+
+
+def _raise_first(errors: list[BaseException], pipes: Sequence[Any], result: sheet.SheetResult, n_cells: int) -> None:
+    """Raise the first worker's error; out of GPU memory as `sheet.SheetOutOfMemory` with the finished cells, once
+    every pipeline's memory is freed."""
+    import torch
+
+    error = errors[0]
+    if isinstance(error, torch.OutOfMemoryError):
+        for pipe in pipes:
+            pipe.maybe_free_model_hooks()
+        free_memory()
+        what = f"a cell of the sheet ({len(result.cells)} of {n_cells} cells were made)"
+        raise sheet.SheetOutOfMemory(generate.out_of_memory_advice(what), result) from error
+    raise error
