@@ -99,12 +99,7 @@ def layout() -> Explorer:
 
 def cell_caption(spec: sheet.SheetSpec, cell: sheet.Cell) -> str:
     """A cell's name in the gallery and the A/B pickers: its axis labels ("Guidance: 3 · Steps: 10")."""
-    parts = [spec.x.labels()[cell.col]]
-    if spec.y is not None:
-        parts.append(spec.y.labels()[cell.row])
-    if spec.outer:
-        parts.append(spec.page_label(cell.page))
-    return " · ".join(parts)
+    return sheet.cell_name(spec, cell, " · ")
 
 
 def cell_names(result: sheet.SheetResult) -> list[str]:

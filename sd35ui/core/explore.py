@@ -38,9 +38,6 @@ from sd35ui.core.sheet import (
 
 manifest = explore_manifest  # the explorer page's manifest of a sheet, written by `sheet.save_sheet`
 
-ROLES = ("X", "Y", "Outer")
-
-
 # --- Re-arranging ---------------------------------------------------------------------------------------------------
 
 

@@ -571,10 +571,10 @@ def check_sheet(spec: SheetSpec, max_cells: int = MAX_CELLS, max_pixels: int = M
         )
 
 
-def cell_name(spec: SheetSpec, cell: Cell) -> str:
-    """A cell by its axis labels: "Sampler: Heun, Schedule type: Karras"."""
+def cell_name(spec: SheetSpec, cell: Cell, sep: str = ", ") -> str:
+    """A cell by its axis labels: "Sampler: Heun, Schedule type: Karras" (the UI's captions use sep=" · ")."""
     names = [spec.x.labels()[cell.col]] + ([spec.y.labels()[cell.row]] if spec.y is not None else [])
-    return ", ".join(names + ([spec.page_label(cell.page)] if spec.outer else []))
+    return sep.join(names + ([spec.page_label(cell.page)] if spec.outer else []))
 
 
 def _cost(settings: GenerationSettings) -> int:
