@@ -39,6 +39,10 @@ PROBE_SECONDS = 0.3
 FREE_SHARE = 0.9
 
 
+def device_of(pipe: Any) -> str:
+    return pipe.sd35ui_options.device
+
+
 def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
     """Time `spec` on `pipes[0]` alone and on all of `pipes` in `rounds` interleaved rounds, after one uncounted
     round of each (first-call costs). Returns figures (`rounds.Figure.to_dict()`) of wall and CPU seconds per
@@ -46,9 +50,9 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
     sheet's cells."""
     import torch
 
-    from sd35ui.core import devices, generate
+    from sd35ui.core import generate, workers
 
-    cpu = all(devices._device(pipe) == "cpu" for pipe in pipes)
+    cpu = all(device_of(pipe) == "cpu" for pipe in pipes)
     n = len(pipes)
     calls = [0] * n  # transformer calls per pipeline: how the cells were shared out
 
@@ -70,7 +74,7 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
             free_before = parallelism(n, PROBE_SECONDS) if cpu else None
             before = list(calls)
             wall, cpu_time = time.perf_counter(), time.process_time()
-            result = devices.run_sheet_on(on, spec, cache=generate.PromptCache())
+            result = workers.run_sheet_on(on, spec, cache=generate.PromptCache())
             if not cpu:
                 torch.cuda.synchronize()
             done = {
@@ -124,7 +128,7 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
         "size": spec.base.width,
         "x": spec.x.text(),
         "y": spec.y.text() if spec.y is not None else None,
-        "devices": [devices._device(pipe) for pipe in pipes],
+        "devices": [device_of(pipe) for pipe in pipes],
         "rounds": rounds,
         "order": "rotated each round (bench/rounds.py), after one uncounted round",
         "figures": figure_dicts,

@@ -180,10 +180,10 @@ def run_sheet(args: argparse.Namespace) -> int:
     )
     sheet.check_sheet(sheet_spec)
     if args.devices is not None:
-        from sd35ui.core import devices
+        from sd35ui.core import devices, workers
 
         pipes = devices.load_workers(load_options(args), devices.parse_devices(args.devices, devices.cuda_count()))
-        run, on = devices.run_sheet_on, pipes
+        run, on = workers.run_sheet_on, pipes
     else:
         run, on = sheet.run_sheet, get_pipeline(options)
     cells = sheet.plan_sheet(sheet_spec)

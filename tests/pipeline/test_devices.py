@@ -13,7 +13,7 @@ from PIL import Image
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sd35ui.core import devices, generate, sheet  # noqa: E402
+from sd35ui.core import devices, generate, sheet, workers  # noqa: E402
 from sd35ui.core.pipeline import LoadOptions, model_spec  # noqa: E402
 from sd35ui.core.settings import GenerationSettings  # noqa: E402
 
@@ -114,7 +114,7 @@ def test_two_cpu_workers_make_the_one_worker_sheet(pipes):
     one = sheet.run_sheet(pipes[0], spec)
     made = []
     with counted_calls(pipes) as calls:
-        two = devices.run_sheet_on(pipes, spec, on_cell=made.append)
+        two = workers.run_sheet_on(pipes, spec, on_cell=made.append)
     assert [done.cell.index for done in two.cells].count(0) == 1
     assert sorted(done.cell.index for done in two.cells) == list(range(spec.n_cells)) == list(range(6))
     assert made == two.cells and two.complete and not two.stopped and two.first_steps_shared > 0
@@ -132,7 +132,7 @@ def test_each_worker_thread_runs_one_torch_thread_and_the_count_is_restored(pipe
     torch.set_num_threads(2)
     try:
         with counted_calls(pipes, before=lambda _pipe: seen.add(torch.get_num_threads())):
-            devices.run_sheet_on(pipes, spec_of("3", "2, 3"))
+            workers.run_sheet_on(pipes, spec_of("3", "2, 3"))
         assert seen == {1}
         assert torch.get_num_threads() == 2
     finally:
@@ -147,7 +147,7 @@ def test_stop_ends_every_worker_within_a_step(pipes):
         stop.set()  # after the first step anywhere
 
     with counted_calls(pipes, before=lambda pipe: after_stop.append(pipe) if stop.is_set() else None):
-        result = devices.run_sheet_on(pipes, spec, on_progress=on_progress, stop=stop)
+        result = workers.run_sheet_on(pipes, spec, on_progress=on_progress, stop=stop)
     assert result.stopped and not result.cells
     assert len(after_stop) <= len(pipes) - 1  # the other worker may only finish the step it was in
 
@@ -158,7 +158,7 @@ def test_a_failing_worker_stops_the_other_and_its_error_is_raised(pipes):
             raise RuntimeError("worker 1 broke")
 
     with counted_calls(pipes, before=fail) as calls, pytest.raises(RuntimeError, match="worker 1 broke"):
-        devices.run_sheet_on(pipes, spec_of("3, 6", "4, 5, 6"))
+        workers.run_sheet_on(pipes, spec_of("3, 6", "4, 5, 6"))
     assert calls[0] <= 6, "worker 0 should stop within a step of the failure, not finish the sheet alone"
 
 
@@ -170,16 +170,16 @@ def test_out_of_memory_in_a_worker_keeps_the_finished_cells(pipes):
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
     with counted_calls(pipes, before=out_of_memory), pytest.raises(sheet.SheetOutOfMemory) as caught:
-        devices.run_sheet_on(pipes, spec_of())
+        workers.run_sheet_on(pipes, spec_of())
     assert "Memory has been freed" in str(caught.value)
     assert isinstance(caught.value.result, sheet.SheetResult)
 
 
 def test_run_sheet_on_keeps_the_sheet_guard(pipes):
     with pytest.raises(ValueError, match="the limit is 4"):
-        devices.run_sheet_on(pipes, spec_of(), max_cells=4)
+        workers.run_sheet_on(pipes, spec_of(), max_cells=4)
     with pytest.raises(ValueError, match="no pipelines"):
-        devices.run_sheet_on([], spec_of())
+        workers.run_sheet_on([], spec_of())
 
 
 def test_cli_devices_flag_makes_the_one_device_sheet(tmp_path, cli):
