@@ -708,7 +708,9 @@ def run_sheet(
     images by 1-2/255 and a batch needs more GPU memory, so it is off by default. Out of GPU memory raises
     `SheetOutOfMemory` (a `GenerationOutOfMemory`) holding the finished cells. `reuse` (`explore.reusable_cells`)
     maps `cell_key`s to saved cells: those are read back, not generated (resume), and reported like the others with
-    `reused` set."""
+    `reused` set. Under model CPU offload the sheet's texts are all encoded first and the transformer and VAE stay
+    on the GPU for every cell (`generate.resident_models`), not moved there and back per cell; all is offloaded at
+    the end, also when the sheet stops or fails."""
     import torch
 
     from sd35ui.core.pipeline import free_memory
@@ -723,20 +725,22 @@ def run_sheet(
     cells = _take_reused(pipe, cells, reuse or {}, result, on_cell)
     groups = _batches(cells) if batch else [[cell] for cell in cells]
     try:
-        for group in groups:
-            if stop is not None and stop.is_set():
-                result.stopped = True
-                break
-            try:
-                with generate.pipe_lock(pipe):
-                    made = _run_group(pipe, group, encoder, len(cells), on_progress, stop)
-            except generate.GenerationStopped:
-                result.stopped = True
-                break
-            for done in made:
-                result.cells.append(done)
-                if on_cell is not None:
-                    on_cell(done)
+        with generate.resident_models(pipe):  # the end offloads every model, before the handlers below run
+            _encode_up_front(pipe, cells, encoder, stop)
+            for group in groups:
+                if stop is not None and stop.is_set():
+                    result.stopped = True
+                    break
+                try:
+                    with generate.pipe_lock(pipe):
+                        made = _run_group(pipe, group, encoder, len(cells), on_progress, stop)
+                except generate.GenerationStopped:
+                    result.stopped = True
+                    break
+                for done in made:
+                    result.cells.append(done)
+                    if on_cell is not None:
+                        on_cell(done)
     except torch.OutOfMemoryError as exc:
         encoder.known.clear()
         pipe.maybe_free_model_hooks()
@@ -747,6 +751,17 @@ def run_sheet(
     result.seconds = time.perf_counter() - start
     result.first_steps_shared = encoder.first_steps.hits
     return result
+
+
+def _encode_up_front(pipe: Any, cells: list[Cell], encoder: _Encoder, stop: threading.Event | None) -> None:
+    """Under model CPU offload, every text the cells need encoded before the first cell, so that the text encoders
+    take the GPU once and the transformer then keeps it for the whole sheet. Without offload, each cell encodes its
+    own as it comes (the same embeddings: `_Encoder` keeps one per distinct text for the sheet)."""
+    if not generate.offloads_models(pipe) or (stop is not None and stop.is_set()):
+        return
+    with generate.pipe_lock(pipe):
+        for cell in cells:
+            encoder.get(cell.settings)
 
 
 def _take_reused(
