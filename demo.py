@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 from sd35ui.app.access import AUTH_ENV, auth_from, default_host, exposure_warnings
-from sd35ui.core.options import add_model_arguments, load_options
+from sd35ui.core.options import add_model_arguments, add_worker_arguments, load_options
 
 DEFAULT_CACHE_LIMIT_MB = 2048  # as sd35ui.app.server (not imported here: --help and argument errors stay fast)
 DEFAULT_CACHE_MAX_AGE_S = 24 * 3600
@@ -34,6 +34,7 @@ def whole_number(minimum: int, maximum: int | None = None):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="sd35ui: text-to-image with Stable Diffusion 3.5 Medium")
     add_model_arguments(parser)
+    add_worker_arguments(parser, "single images to whichever is free, a sheet's cells")
     server = parser.add_argument_group("server")
     server.add_argument(
         "--host",
@@ -62,7 +63,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument(
         "--queue-size", type=whole_number(1), default=16, help="jobs that may wait in the queue (default: 16)"
     )
-    server.add_argument("--concurrency", type=whole_number(1), default=1, help="GPU jobs at once (default: 1)")
+    server.add_argument(
+        "--concurrency",
+        type=whole_number(1),
+        default=None,
+        help="GPU jobs at once (default: one per pipeline, so 1 without --devices or --ray)",
+    )
     server.add_argument(
         "--cache-limit-mb",
         type=whole_number(1),
@@ -100,6 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from sd35ui.app.ui import AppConfig, create_app, launch
+    from sd35ui.core.options import start_workers
     from sd35ui.core.pipeline import PipelineError, get_pipeline, model_banner
 
     options = load_options(args).resolve()
@@ -116,8 +123,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if zerogpu.on_zerogpu():  # imports `spaces` so that it patches torch before CUDA is touched
         log.info("ZeroGPU Space: GPU time is requested per generation")
-    try:
-        get_pipeline(options)  # load before serving: a model that cannot load is an error at start, not per request
+    try:  # load before serving: a model that cannot load is an error at start, not per request
+        workers = start_workers(options, args.devices, args.ray)
+        if workers is None:
+            get_pipeline(options)
     except (PipelineError, ValueError) as exc:
         log.error("Error: %s", exc)
         return 1
@@ -130,7 +139,12 @@ def main(argv: list[str] | None = None) -> int:
     banner = model_banner(options)
     if banner:  # after loading: only a model that runs gets a banner
         log.warning("*** %s ***", banner)
-    config = AppConfig(load=options, outputs=outputs, queue_size=args.queue_size, concurrency=args.concurrency)
+    if workers is not None:
+        log.info("%d pipelines: %s", len(workers), ", ".join(worker.name for worker in workers))
+    concurrency = args.concurrency or (len(workers) if workers else 1)
+    config = AppConfig(
+        load=options, outputs=outputs, queue_size=args.queue_size, concurrency=concurrency, workers=workers
+    )
     try:
         launch(
             create_app(config),

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sd35ui.core.options import add_model_arguments, load_options
+from sd35ui.core.options import add_model_arguments, add_worker_arguments, load_options, start_workers
 from sd35ui.core.settings import PARAMS, SD35_MEDIUM, Param
 
 
@@ -78,13 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="also write every cell as its own PNG (with its settings) and the explorer page (index.html) here",
     )
-    sh.add_argument(
-        "--devices",
-        default=None,
-        help="spread the cells over several devices, one pipeline each: all (every GPU), GPU numbers like 0,1, or "
-        "CPU workers like cpu,cpu (default: the one --device)",
-    )
     add_model_arguments(sh)
+    add_worker_arguments(sh, "the cells")
     return parser
 
 
@@ -179,11 +174,11 @@ def run_sheet(args: argparse.Namespace) -> int:
         outer=(_axis(args.z, "--z"), _axis(args.w, "--w")),
     )
     sheet.check_sheet(sheet_spec)
-    if args.devices is not None:
-        from sd35ui.core import devices, workers
+    pool = start_workers(load_options(args), args.devices, args.ray)
+    if pool is not None:
+        from sd35ui.core import workers
 
-        pipes = devices.load_workers(load_options(args), devices.parse_devices(args.devices, devices.cuda_count()))
-        run, on = workers.run_sheet_on, pipes
+        run, on = workers.run_sheet_on, pool
     else:
         run, on = sheet.run_sheet, get_pipeline(options)
     cells = sheet.plan_sheet(sheet_spec)

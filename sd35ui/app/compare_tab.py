@@ -28,9 +28,8 @@ from sd35ui.app.context import (
     unchecked,
     user_error,
 )
-from sd35ui.core import explore, sheet, storage
+from sd35ui.core import explore, sheet, storage, workers
 from sd35ui.core.generate import GenerationOutOfMemory
-from sd35ui.core.pipeline import get_pipeline
 from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, RANGES, GenerationSettings, ModelSpec, check_flag
 
 HELP = f"""Values: {sheet.FORMAT_HELP}. **Prompt S/R**: the first value is text to find in the prompt, each value
@@ -320,10 +319,12 @@ class SheetRun:
 
     def _work(self, stop: threading.Event) -> None:
         try:
-            pipe = get_pipeline(self.ctx.options)
             reuse = explore.reusable_cells(self.ctx.config.outputs) if self.resume else None
-            result = sheet.run_sheet(
-                pipe,
+            # One pipeline here: `run_sheet` (per-cell pipeline lock). Several, or Ray actors: cells spread over them.
+            run = sheet.run_sheet if self.ctx.local_pipeline else workers.run_sheet_on
+            on = self.ctx.pool.workers[0].pipe if self.ctx.local_pipeline else self.ctx.pool
+            result = run(
+                on,
                 self.spec,
                 on_progress=lambda i, n, s, t: self.events.put(("step", (i, n, s, t))),
                 stop=stop,

@@ -12,7 +12,7 @@ import re
 import string
 import threading
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +21,9 @@ import gradio as gr
 
 from sd35ui.core import storage
 from sd35ui.core.generate import GenerationOutOfMemory
-from sd35ui.core.pipeline import LoadOptions, PipelineError, model_spec
+from sd35ui.core.pipeline import LoadOptions, PipelineError, get_pipeline, model_spec
 from sd35ui.core.settings import GENERATE_KEYS, ModelSpec, Param, Range
+from sd35ui.core.workers import LocalWorker, Worker, WorkerPool
 
 
 @dataclass
@@ -33,6 +34,8 @@ class AppConfig:
     outputs: Path = field(default_factory=storage.outputs_dir)
     queue_size: int = 16  # waiting jobs beyond the running ones; past this, "queue full, try again"
     concurrency: int = 1  # GPU jobs at once: one GPU runs one generation at a time
+    # The pipelines that make the images (`--devices`, `--ray`); None: one, `get_pipeline(load)`, loaded on first use
+    workers: Sequence[Worker] | None = None
 
 
 class StopRegistry:
@@ -183,6 +186,7 @@ class AppContext:
     config: AppConfig
     options: LoadOptions
     spec: ModelSpec
+    pool: WorkerPool
     stops: StopRegistry = field(default_factory=StopRegistry)
     tabs: gr.Tabs | None = None
     generate_inputs: dict[str, Any] = field(default_factory=dict)
@@ -195,7 +199,13 @@ class AppContext:
     @classmethod
     def create(cls, config: AppConfig) -> AppContext:
         options = config.load.resolve()
-        return cls(config, options, model_spec(options.model))
+        workers = config.workers or [LocalWorker(load=lambda: get_pipeline(options), name="local")]
+        return cls(config, options, model_spec(options.model), WorkerPool(workers))
+
+    @property
+    def local_pipeline(self) -> bool:
+        """True when one pipeline in this process makes every image (no `--devices` or `--ray`)."""
+        return len(self.pool) == 1 and isinstance(self.pool.workers[0], LocalWorker)
 
     def client_gone(self, event_id: str | None) -> bool:
         return self.app is not None and client_gone(self.app, event_id)

@@ -18,8 +18,8 @@ from gradio.context import LocalContext
 from sd35ui.app import zerogpu
 from sd35ui.app.context import AppContext, bind, control_for, escape_markdown, session_of, user_error
 from sd35ui.core import metadata, storage
-from sd35ui.core.generate import GenerationResult, GenerationStopped, generate
-from sd35ui.core.pipeline import LoadOptions, get_pipeline, is_loaded, model_spec
+from sd35ui.core.generate import GenerationResult, GenerationStopped
+from sd35ui.core.pipeline import LoadOptions, is_loaded, model_spec
 from sd35ui.core.settings import (
     GENERATE_KEYS,
     GUIDANCE_PRESETS,
@@ -33,7 +33,7 @@ from sd35ui.core.settings import (
     ModelSpec,
     check_flag,
 )
-from sd35ui.core.tokens import TokenCount, count_tokens
+from sd35ui.core.tokens import TokenCount
 
 HELP = """
 **Steps**: how many denoising steps. Fewer are faster and rougher (20 for a quick draft); 40 is the standard;
@@ -100,7 +100,7 @@ def token_count_text(prompt: Any, *, ctx: AppContext) -> str:
     if not isinstance(prompt, str) or not prompt.strip():
         return ""
     try:
-        counts = count_tokens(get_pipeline(ctx.options), prompt[: MAX_PROMPT_CHARS + 1])
+        counts = ctx.pool.count_tokens(prompt[: MAX_PROMPT_CHARS + 1])
     except Exception:  # the model failed to load: generating says why; the count is not worth a second message
         return ""
     warning = counts.warning()
@@ -279,10 +279,9 @@ def generate_image(
             stop.set()  # the tab was closed or the client went away: free the GPU within one step
 
     try:
-        pipe = get_pipeline(ctx.options)
-        result = generate(pipe, settings, on_step=on_step, stop=stop)
+        result = ctx.pool.generate(settings, on_step=on_step, stop=stop)  # on whichever worker is free first
         path = save_or_keep(result, ctx.config.outputs)
-        tokens = count_tokens(pipe, settings.prompt)
+        tokens = ctx.pool.count_tokens(settings.prompt)
     except GenerationStopped:
         raise gr.Error("Stopped before the image was finished; nothing was saved.", title="Stopped") from None
     except Exception as exc:  # the server must survive any failure inside the pipeline

@@ -80,6 +80,42 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(flag, dest=field.name, **kwargs)
 
 
+def add_worker_arguments(parser: argparse.ArgumentParser, what: str = "jobs") -> None:
+    """`--devices` and `--ray`: where the pipelines run (`start_workers` reads them)."""
+    group = parser.add_argument_group("workers")
+    group.add_argument(
+        "--devices",
+        default=None,
+        help=f"one pipeline per device, {what} spread over them: all (every GPU), GPU numbers like 0,1, or CPU "
+        "workers like cpu,cpu (default: the one --device); with --ray, the cluster's GPUs (all: one per GPU, or one "
+        "per CPU slot without GPUs)",
+    )
+    group.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        default=None,
+        help="run the pipelines as Ray actors: local (start Ray on this machine) or a cluster's address such as "
+        "ray://head:10001 or auto (needs: pip install -r requirements-ray.txt)",
+    )
+
+
+def start_workers(options: LoadOptions, devices: str | None, ray: str | None) -> list[Any] | None:
+    """The workers `--devices` and `--ray` ask for, loaded (a model that cannot load fails here, with
+    `PipelineError` or `ValueError`); None when neither is given: the one pipeline of `options`."""
+    if ray:
+        from sd35ui.core.ray_workers import ray_workers
+
+        return ray_workers(options, ray, devices or "all")
+    if devices is None:
+        return None
+    from sd35ui.core.devices import cuda_count, load_workers, parse_devices
+    from sd35ui.core.workers import LocalWorker
+
+    wanted = parse_devices(devices, cuda_count())
+    pipes = load_workers(options, wanted)
+    return [LocalWorker(pipe, name=f"{device}#{k + 1}") for k, (pipe, device) in enumerate(zip(pipes, wanted))]
+
+
 def load_options(args: argparse.Namespace) -> LoadOptions:
     """The `LoadOptions` the flags ask for: every field, from its one flag."""
     return LoadOptions(**{field.name: getattr(args, field.name) for field in dataclasses.fields(LoadOptions)})

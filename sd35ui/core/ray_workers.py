@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,9 @@ class PipelineActor:
         finally:
             self._forget(job)
 
+    def start_job(self, job: str, cells: list[sheet.Cell]) -> None:
+        self.worker.start_job(job, cells)
+
     def make_cell(self, job: str, cell: sheet.Cell, n_cells: int) -> tuple[str, Any]:
         stop = self._stop_of(job)
         try:
@@ -129,6 +133,7 @@ _ACTOR_METHODS = {
     "describe": "control",
     "identity": "control",
     "generate": "work",
+    "start_job": "control",
     "make_cell": "work",
     "end_job": "control",
     "stop": "control",
@@ -215,6 +220,9 @@ class RayWorker:
         stop: Any = None,
     ) -> sheet.CellResult:
         return self._wait(job, self.actor.make_cell.remote(job, cell, n_cells), on_progress, stop)
+
+    def start_job(self, job: str, cells: Sequence[sheet.Cell]) -> None:
+        self._get(self.actor.start_job.remote(job, list(cells)))
 
     def end_job(self, job: str) -> int:
         return self._get(self.actor.end_job.remote(job))

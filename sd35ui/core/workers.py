@@ -34,9 +34,9 @@ StepCallback = Callable[[int, int], None]  # (step done, steps)
 class Worker(Protocol):
     """One pipeline that makes images, one job at a time.
 
-    A sheet is one *job* (a name unique to it): `make_cell` makes one of its cells with the job's prompt encodings
-    and shared first steps, kept until `end_job`. `stop` (anything with `is_set()`) ends a job within one step:
-    `generate.GenerationStopped` is raised."""
+    A sheet is one *job* (a name unique to it): `start_job` gives its cells, `make_cell` makes one of them with the
+    job's prompt encodings and shared first steps, kept until `end_job`. `stop` (anything with `is_set()`) ends a
+    job within one step: `generate.GenerationStopped` is raised."""
 
     name: str
 
@@ -47,6 +47,11 @@ class Worker(Protocol):
     def generate(
         self, settings: GenerationSettings, on_step: StepCallback | None = None, stop: Any = None
     ) -> generate.GenerationResult: ...
+
+    def start_job(self, job: str, cells: Sequence[sheet.Cell]) -> None:
+        """Say which cells the job may ask for: under model offload a worker encodes their texts at its first cell
+        and keeps its transformer on the GPU until `end_job`."""
+        ...
 
     def make_cell(
         self,
@@ -68,6 +73,16 @@ class Worker(Protocol):
         ...
 
 
+class _Job:
+    """A sheet's state on one worker: its cells (whose texts are encoded first under offload), the encodings and
+    shared first steps, and, under model offload, the models kept on the GPU until the job ends."""
+
+    def __init__(self, cells: Sequence[sheet.Cell]) -> None:
+        self.cells = cells
+        self.encoder: _Encoder | None = None
+        self.resident = contextlib.ExitStack()
+
+
 class LocalWorker:
     """A pipeline in this process: `pipe`, or the one `load()` returns each time it is needed (the app's default
     worker loads with `get_pipeline(options)`: on first use, and shared with the rest of the process)."""
@@ -85,7 +100,7 @@ class LocalWorker:
         self._pipe, self._load = pipe, load
         self.cache = cache if cache is not None else generate.prompt_cache
         self.name = name or "local"
-        self._jobs: dict[str, _Encoder] = {}
+        self._jobs: dict[str, _Job] = {}
         self._jobs_lock = threading.Lock()
 
     @property
@@ -108,6 +123,10 @@ class LocalWorker:
     ) -> generate.GenerationResult:
         return generate.generate(self.pipe, settings, on_step=on_step, stop=stop)
 
+    def start_job(self, job: str, cells: Sequence[sheet.Cell]) -> None:
+        with self._jobs_lock:
+            self._jobs.setdefault(job, _Job(cells))
+
     def make_cell(
         self,
         job: str,
@@ -118,17 +137,24 @@ class LocalWorker:
     ) -> sheet.CellResult:
         pipe = self.pipe
         with self._jobs_lock:
-            encoder = self._jobs.get(job)
-            if encoder is None:
-                encoder = self._jobs[job] = _Encoder(pipe, self.cache)
-                encoder.first_steps = generate.FirstStepCache()  # as run_sheet's: one per sheet and pipeline
+            state = self._jobs.setdefault(job, _Job([cell]))
+        if state.encoder is None:  # the job's first cell here
+            state.encoder = _Encoder(pipe, self.cache)
+            state.encoder.first_steps = generate.FirstStepCache()  # as run_sheet's: one per sheet and pipeline
+            # Under model offload, as `run_sheet`: the job's texts encoded first, then the transformer stays on the
+            # GPU until `end_job` (entered outside the pipeline lock, which `resident_models` takes itself).
+            state.resident.enter_context(generate.resident_models(pipe))
+            sheet._encode_up_front(pipe, list(state.cells), state.encoder, stop)
         with generate.pipe_lock(pipe):
-            return _run_group(pipe, [cell], encoder, n_cells, on_progress, stop)[0]
+            return _run_group(pipe, [cell], state.encoder, n_cells, on_progress, stop)[0]
 
     def end_job(self, job: str) -> int:
         with self._jobs_lock:
-            encoder = self._jobs.pop(job, None)
-        return encoder.first_steps.hits if encoder is not None and encoder.first_steps is not None else 0
+            state = self._jobs.pop(job, None)
+        if state is None or state.encoder is None:
+            return 0
+        state.resident.close()  # under model offload: every model offloaded again
+        return state.encoder.first_steps.hits if state.encoder.first_steps is not None else 0
 
     def count_tokens(self, prompt: str) -> TokenCount:
         return count_tokens(self.pipe, prompt)
@@ -286,9 +312,11 @@ def run_sheet_on(
     result = sheet.SheetResult(spec=spec, model=model)
     start = time.perf_counter()
     todo: queue.SimpleQueue[sheet.Cell] = queue.SimpleQueue()
-    for cell in _take_reused(cells, model, recipe, reuse or {}, result, on_cell):
+    left = _take_reused(cells, model, recipe, reuse or {}, result, on_cell)
+    for cell in left:
         todo.put(cell)
     run = _SheetJob(pool, len(cells), result, on_progress, on_cell, _Either(stop))
+    run.cells = left
     with cpu_threads(pool.workers) as one_thread:
         run.run(todo, one_thread)
     result.seconds = time.perf_counter() - start
@@ -339,6 +367,7 @@ class _SheetJob:
         self.pool, self.n_cells, self.result = pool, n_cells, result
         self.on_progress, self.on_cell, self.halt = on_progress, on_cell, halt
         self.job = f"sheet-{next(_jobs)}-{time.time_ns()}"
+        self.cells: Sequence[sheet.Cell] = ()  # the cells to make
         self.report = threading.Lock()
         self.errors: list[BaseException] = []
 
@@ -353,6 +382,7 @@ class _SheetJob:
 
             torch.set_num_threads(1)  # this thread's OpenMP pool too, whatever it inherited
         try:
+            worker.start_job(self.job, self.cells)
             while not self.halt.is_set():
                 try:
                     cell = todo.get_nowait()

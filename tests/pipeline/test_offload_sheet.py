@@ -234,3 +234,26 @@ def test_without_offload_hooks_nothing_changes():
     with generate.resident_models(plain):
         assert vars(plain) == before
     assert vars(plain) == before
+
+
+def test_a_sheet_on_a_worker_keeps_transformer_and_vae_on_device_too(offloaded):
+    """`workers.run_sheet_on` (the app's and CLI's path for --devices and Ray): each worker's job encodes the texts
+    first and keeps its transformer and VAE on the device until the job ends, as `run_sheet` does."""
+    from sd35ui.core import workers
+
+    pipe, places = offloaded
+    seen = []
+    start = len(places.moves)
+    worker = workers.LocalWorker(pipe, cache=generate.PromptCache())
+    result = workers.run_sheet_on(
+        [worker], prompt_spec(), on_progress=lambda *_: seen.append((len(places.moves), dict(places.where)))
+    )
+    assert result.complete and len(result.cells) == 6
+    assert places.of("transformer", start) == [ON, OFF] and places.of("vae", start) == [ON, OFF]
+    first_step, where = seen[0]
+    assert [where[name] for name in MODELS] == [OFF, OFF, OFF, ON, OFF]
+    assert all(model not in ENCODERS for model, _ in places.moves[first_step:])
+    assert places.all_off() and chain_intact(pipe)
+    expected = sheet.run_sheet(pipe, prompt_spec(), cache=generate.PromptCache())
+    made = {done.cell.index: pixels(done.image) for done in result.cells}
+    assert all(np.array_equal(made[done.cell.index], pixels(done.image)) for done in expected.cells)
