@@ -44,6 +44,9 @@ def create_app(config: AppConfig | None = None) -> gr.Blocks:
         gr.Markdown("# sd35ui · Stable Diffusion 3.5 Medium")
         if banner:
             gr.Markdown(f"⚠️ **{banner}**", elem_id="model-banner")
+        if len(ctx.pool) > 1:  # --devices / --ray: say where the images are made
+            names = ", ".join(worker.name for worker in ctx.pool.workers)
+            gr.Markdown(f"Running on {len(ctx.pool)} pipelines ({names}).", elem_id="workers-banner")
         with gr.Tabs(elem_id="tabs") as tabs:
             ctx.tabs = tabs
             build_generate_tab(ctx)  # first: the other tabs send settings to its inputs

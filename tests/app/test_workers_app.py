@@ -69,6 +69,13 @@ def pixels(path) -> np.ndarray:
         return np.asarray(image.convert("RGB")).astype(int)
 
 
+def test_the_page_says_where_images_are_made(two):
+    app, _pipes, _calls = two
+    config = app.get_config_file()
+    texts = [c["props"].get("value") for c in config["components"] if c["props"].get("elem_id") == "workers-banner"]
+    assert texts == ["Running on 2 pipelines (cpu#1, cpu#2)."]
+
+
 def test_two_single_images_run_at_once_one_on_each_pipeline(two):
     app, pipes, calls = two
     calls.clear()
