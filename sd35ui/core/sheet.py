@@ -767,17 +767,29 @@ def _encode_up_front(pipe: Any, cells: list[Cell], encoder: _Encoder, stop: thre
 def _take_reused(
     pipe: Any, cells: list[Cell], reuse: Mapping[str, Path], result: SheetResult, on_cell: CellCallback | None
 ) -> list[Cell]:
-    """Read back the cells `reuse` holds (reported at once through `on_cell`); returns the cells left to make."""
+    """`take_reused` for the cells of a sheet on `pipe`."""
     if not reuse:
         return cells
     from sd35ui.core.pipeline import recipe
 
-    model, made = generate.model_name(pipe), recipe(pipe)
+    return take_reused(cells, generate.model_name(pipe), recipe(pipe), reuse, result, on_cell)
+
+
+def take_reused(
+    cells: Sequence[Cell],
+    model: str,
+    recipe: Mapping[str, Any],
+    reuse: Mapping[str, Path],
+    result: SheetResult,
+    on_cell: CellCallback | None,
+) -> list[Cell]:
+    """Read back the cells `reuse` holds for `model` loaded as `recipe` (reported at once through `on_cell`);
+    returns the cells left to make."""
     left = []
     for cell in cells:
-        path = reuse.get(cell_key(cell.settings, model, made))
+        path = reuse.get(cell_key(cell.settings, model, recipe))
         try:
-            done = reused_cell(cell, path, model, made) if path is not None else None
+            done = reused_cell(cell, path, model, recipe) if path is not None else None
         except OSError:  # deleted or damaged since it was found: make it again
             done = None
         if done is None:

@@ -312,7 +312,7 @@ def run_sheet_on(
     result = sheet.SheetResult(spec=spec, model=model)
     start = time.perf_counter()
     todo: queue.SimpleQueue[sheet.Cell] = queue.SimpleQueue()
-    left = _take_reused(cells, model, recipe, reuse or {}, result, on_cell)
+    left = sheet.take_reused(cells, model, recipe, reuse or {}, result, on_cell)
     for cell in left:
         todo.put(cell)
     run = _SheetJob(pool, len(cells), result, on_progress, on_cell, _Either(stop))
@@ -324,32 +324,6 @@ def run_sheet_on(
         _raise_first(run.errors, pool, result, len(cells))
     result.stopped = len(result.cells) < len(cells)
     return result
-
-
-def _take_reused(
-    cells: list[sheet.Cell],
-    model: str,
-    recipe: dict[str, Any],
-    reuse: Mapping[str, Path],
-    result: sheet.SheetResult,
-    on_cell: sheet.CellCallback | None,
-) -> list[sheet.Cell]:
-    """Cells saved earlier with the same settings, model and recipe are read back (reported at once through
-    `on_cell`); returns the cells left to make."""
-    left = []
-    for cell in cells:
-        path = reuse.get(sheet.cell_key(cell.settings, model, recipe))
-        try:
-            done = sheet.reused_cell(cell, path, model, recipe) if path is not None else None
-        except OSError:  # deleted or damaged since it was found: make it again
-            done = None
-        if done is None:
-            left.append(cell)
-            continue
-        result.cells.append(done)
-        if on_cell is not None:
-            on_cell(done)
-    return left
 
 
 class _SheetJob:

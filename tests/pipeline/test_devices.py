@@ -58,15 +58,7 @@ def test_parse_devices_says_how_to_fix_bad_input(text, cuda, message):
     assert message in str(caught.value)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread for the one-pipeline sheets too (on a busy 2-core machine more threads spin-wait)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
@@ -212,3 +204,20 @@ def test_devices_bench_runs_and_its_workers_make_the_same_cells(tmp_path):
     assert report["max_pixel_difference_from_one_t1"]["workers"] == 0
     assert all(calls > 0 for calls in report["transformer_calls_per_worker"][0])
     assert "speedup_workers_vs_one_t1" in json.loads((tmp_path / "b.json").read_text())["figures"]
+
+
+def test_resume_on_two_workers_makes_only_the_missing_cells(pipes, tmp_path):
+    """The app's Compare tab resumes a sheet on --devices too: saved cells are read back, the others are made."""
+    from sd35ui.core import explore
+
+    spec = spec_of()
+    (tmp_path / "day").mkdir()
+    first = sheet.run_sheet(pipes[0], spec)
+    for done in first.cells[:4]:
+        sheet.save_cell(done, tmp_path / "day" / "first.png")
+    with counted_calls(pipes) as calls:
+        second = workers.run_sheet_on(pipes, spec, reuse=explore.reusable_cells(tmp_path))
+    assert second.complete and second.reused == 4
+    left = [done for done in second.cells if not done.reused]
+    assert sum(calls) == sum(generate.model_calls(done.settings) for done in left) > 0
+    assert np.array_equal(np.asarray(first.image()), np.asarray(second.image()))

@@ -29,15 +29,7 @@ ENCODERS = MODELS[:3]
 ON, OFF = "on", "off"  # on the execution device (cpu:0, a GPU's stand-in) / on the offload device (cpu)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads spin-wait on each other."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 class Places:

@@ -21,15 +21,7 @@ TINY = model_spec("tiny-random")
 BASE = GenerationSettings(prompt="a red fox", width=64, height=64, steps=3, guidance=4.5, seed=11)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread: on a busy 2-core machine two threads spin-wait on each other (4x slower here)."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
