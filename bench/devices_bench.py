@@ -8,7 +8,8 @@ its own prompt cache, so every variant pays its prompt encodings. Figures are me
 is the median of the per-round ratios. On GPUs (`--devices all`) "one_tN" is left out: threads do not matter there.
 On a shared CPU, workers only gain while other programs leave their cores free: before and after every run a short
 matmul probe measures how many cores the process gets, and the speed-ups are also given over only the rounds in which
-every probe found a core per worker ("cores_free").
+every probe found a core per worker ("cores_free"). `--ray local` adds "ray": the same sheet on Ray actors, one per
+`--devices` entry, each a process of its own.
 
     HF_HUB_OFFLINE=1 python bench/devices_bench.py --rounds 5 --json bench-devices.json
 """
@@ -43,7 +44,7 @@ def device_of(pipe: Any) -> str:
     return pipe.sd35ui_options.device
 
 
-def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
+def compare(pipes: list[Any], spec: Any, rounds: int, ray: list[Any] | None = None) -> dict[str, Any]:
     """Time `spec` on `pipes[0]` alone and on all of `pipes` in `rounds` interleaved rounds, after one uncounted
     round of each (first-call costs). Returns figures (`rounds.Figure.to_dict()`) of wall and CPU seconds per
     variant and of the per-round speed-ups, and each variant's largest pixel difference from the one-worker
@@ -92,6 +93,8 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
     if cpu and n > 1:
         variants[f"one_t{n}"] = run(pipes[:1], n)
     variants["workers"] = run(pipes, 1 if cpu else None)  # run_sheet_on sets one thread per CPU worker itself
+    if ray:  # Ray actors: a process each (one torch thread each on a CPU), so no GIL shared between them
+        variants["ray"] = run(ray, 1 if cpu else None)
     for timed in variants.values():
         timed(-1)
     results = rounds_lib.interleave(variants, rounds)
@@ -100,18 +103,18 @@ def compare(pipes: list[Any], spec: Any, rounds: int) -> dict[str, Any]:
     cpu_s = {name: [r["cpu"] for r in results[name]] for name in variants}
     figures = {f"{name}_s": rounds_lib.figure(wall[name]) for name in variants}
     figures.update({f"{name}_cpu_s": rounds_lib.figure(cpu_s[name]) for name in variants})
-    for name in variants:
-        if name != "workers":
-            figures[f"speedup_workers_vs_{name}"] = rounds_lib.ratio(wall[name], wall["workers"])
+    for target in [name for name in ("workers", "ray") if name in variants]:
+        for name in [name for name in variants if name not in ("workers", "ray")]:
+            figures[f"speedup_{target}_vs_{name}"] = rounds_lib.ratio(wall[name], wall[target])
             if cpu:  # the rounds in which both runs had every worker's core free, before and after
                 free = [
                     r
                     for r in range(rounds)
-                    if min(results[name][r]["free"], results["workers"][r]["free"]) >= FREE_SHARE * n
+                    if min(results[name][r]["free"], results[target][r]["free"]) >= FREE_SHARE * n
                 ]
                 if free:
-                    figures[f"speedup_workers_vs_{name}_cores_free"] = rounds_lib.ratio(
-                        [wall[name][r] for r in free], [wall["workers"][r] for r in free]
+                    figures[f"speedup_{target}_vs_{name}_cores_free"] = rounds_lib.ratio(
+                        [wall[name][r] for r in free], [wall[target][r] for r in free]
                     )
     figure_dicts = {name: fig.to_dict() for name, fig in figures.items()}
     reference = results["one_t1"]
@@ -198,6 +201,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", default="4, 8, 12, 16", help="the Y axis: Steps values")
     parser.add_argument("--model", default="tiny-random")
     parser.add_argument("--devices", default="cpu,cpu", help="the workers, as python -m sd35ui sheet --devices")
+    parser.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="also time the sheet on Ray actors, one per --devices entry (local: a Ray started here)",
+    )
     parser.add_argument("--json", type=Path, help="write the results here as JSON")
     args = parser.parse_args(argv)
 
@@ -211,6 +219,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     pipes = devices.load_workers(
         LoadOptions(model=args.model), devices.parse_devices(args.devices, devices.cuda_count())
     )
+    ray = None
+    if args.ray:
+        from sd35ui.core.ray_workers import ray_workers
+
+        ray = ray_workers(LoadOptions(model=args.model), args.ray, args.devices)
     load_before, parallel_before = os.getloadavg(), parallelism(len(pipes))
     base = GenerationSettings(prompt="a red fox in a forest", width=args.size, height=args.size, seed=1234)
     spec = sheet.make_spec(base, "Guidance", "3, 4.5, 6, 7.5", "Steps", args.steps, model=model_spec(args.model))
@@ -218,7 +231,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "model": args.model,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "command": "python bench/devices_bench.py " + " ".join(sys.argv[1:] if argv is None else argv),
-        **compare(pipes, spec, args.rounds),
+        **compare(pipes, spec, args.rounds, ray),
         "cpu_count": os.cpu_count(),
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),

@@ -276,6 +276,7 @@ def ray_workers(options: LoadOptions, address: str, devices: str = "all") -> lis
     ray = start_ray(address)
     resources = ray.cluster_resources()
     plan = parse_ray_devices(devices, int(resources.get("GPU", 0)), int(resources.get("CPU", 0)))
+    _check_free(ray.available_resources(), plan)
     actor_class = _actor_class(ray)
     actors, workers = [], []
     for k, device in enumerate(plan):
@@ -299,6 +300,17 @@ def ray_workers(options: LoadOptions, address: str, devices: str = "all") -> lis
     for worker, info in zip(workers, infos, strict=True):
         worker.info = info
     return workers
+
+
+def _check_free(free: dict[str, float], plan: list[str]) -> None:
+    """PipelineError now, where an actor would wait forever for a GPU or CPU slot that other actors hold."""
+    gpus, cpus = int(free.get("GPU", 0)), int(free.get("CPU", 0))
+    if plan.count("cuda") > gpus or len(plan) > cpus:
+        raise PipelineError(
+            f"The Ray cluster has {gpus} GPUs and {cpus} CPU slots free, and {len(plan)} workers "
+            f"({plan.count('cuda')} on GPUs) need {plan.count('cuda')} GPUs and {len(plan)} CPU slots: ask for fewer "
+            f"with --devices ({DEVICES_HELP}), or stop what holds them (`ray status` lists it)."
+        )
 
 
 def _last_line(error: BaseException) -> str:

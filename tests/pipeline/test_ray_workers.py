@@ -147,6 +147,14 @@ def test_ray_devices(text, gpus, cpus, expected):
     assert ray_workers.parse_ray_devices(text, gpus, cpus) == expected
 
 
+def test_workers_that_cannot_get_a_slot_are_refused_at_once(actors):
+    """Both CPU slots of the test's Ray are held by the module's actors: a third is refused, not left waiting."""
+    from sd35ui.core.pipeline import PipelineError
+
+    with pytest.raises(PipelineError, match="has 0 GPUs and 0 CPU slots free, and 1 workers"):
+        ray_workers.ray_workers(LoadOptions(model="tiny-random"), "local", "cpu")
+
+
 def test_ray_devices_name_the_clusters_gpus():
     with pytest.raises(ValueError, match="there is no GPU 1.*On Ray, PyTorch's GPUs are the cluster's: it has 1"):
         ray_workers.parse_ray_devices("0,1", 1, 8)
