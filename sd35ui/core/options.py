@@ -113,6 +113,12 @@ def start_workers(options: LoadOptions, devices: str | None, ray: str | None) ->
 
     wanted = parse_devices(devices, cuda_count())
     pipes = load_workers(options, wanted)
+    if wanted.count("cpu") > 1:  # CPU workers share the cores: torch's default (all of them) each would spin-wait
+        import os
+
+        import torch
+
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // wanted.count("cpu")))
     return [LocalWorker(pipe, name=f"{device}#{k + 1}") for k, (pipe, device) in enumerate(zip(pipes, wanted))]
 
 

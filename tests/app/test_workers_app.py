@@ -134,3 +134,46 @@ def test_one_users_stop_stops_only_their_job_while_the_other_pipeline_works(two)
     with pytest.raises(AppError, match="Stopped"):
         running.result(timeout=120)
     assert stopped.is_set()
+
+
+def test_demo_devices_flag_serves_on_two_pipelines(tmp_path):
+    """`python demo.py --devices cpu,cpu` as a user starts it: two pipelines loaded before serving, named in the log,
+    and images made through the API; a device that does not exist stops it at start in one line."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "SD35UI_OUTPUTS": str(tmp_path / "outputs"), "HF_HUB_OFFLINE": "1"}
+    bad = subprocess.run(
+        [sys.executable, "demo.py", "--model", "tiny-random", "--devices", "cpu,3"],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 1 and "Error: Devices: there is no GPU 3" in bad.stderr and "Traceback" not in bad.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path / "demo.log"
+    with open(log, "w") as out:
+        argv = [sys.executable, "demo.py", "--model", "tiny-random", "--devices", "cpu,cpu", "--port", str(port)]
+        proc = subprocess.Popen(argv, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 180
+        while "Running on local URL" not in (text := log.read_text()):
+            assert proc.poll() is None, f"demo.py exited early:\n{text[-3000:]}"
+            assert time.monotonic() < deadline, text[-3000:]
+            time.sleep(0.5)
+        assert "2 pipelines: cpu#1, cpu#2" in text
+        _path, seed, _ = Client(f"http://127.0.0.1:{port}/", verbose=False).predict(**ARGS, api_name="/generate")
+        assert seed == 5
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
