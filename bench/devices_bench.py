@@ -1,4 +1,4 @@
-"""A sheet on one worker against the same sheet spread over several (`sd35ui.core.devices`), on the tiny model.
+"""A sheet on one worker against the same sheet spread over several (`sd35ui.core.workers`), on the tiny model.
 
 The default: 16 cells (Guidance 3, 4.5, 6, 7.5 across, Steps 4, 8, 12, 16 down; 64x64) made three ways in interleaved
 rounds (`bench/rounds.py`: order rotated each round): "one_t1", one pipeline with one torch thread; "one_tN", one
