@@ -270,7 +270,8 @@ def generate_image(
         raise user_error(exc) from None
     session = session_of(request)
     stop = ctx.stops.start(session)
-    progress(0, desc="Starting" if is_loaded(ctx.options) else "Loading model")
+    loaded = ctx.config.workers is not None or is_loaded(ctx.options)  # --devices/--ray load before serving
+    progress(0, desc="Starting" if loaded else "Loading model")
     event_id = LocalContext.event_id.get(None)
 
     def on_step(i: int, n: int) -> None:
