@@ -28,6 +28,7 @@ _Encoder = sheet._Encoder
 _run_group = sheet._run_group
 
 StepCallback = Callable[[int, int], None]  # (step done, steps)
+STOP_POLL_SECONDS = 0.1  # how often a job waiting for a worker checks its stop
 
 
 @runtime_checkable
@@ -189,14 +190,16 @@ class WorkerPool:
         return len(self.workers)
 
     @contextlib.contextmanager
-    def hold(self, worker: Worker | None = None) -> Iterator[Worker]:
-        got = self._take(worker)
+    def hold(self, worker: Worker | None = None, stop: Any = None) -> Iterator[Worker]:
+        """Hold `worker` (or whichever is free first) for one job. Once `stop` is set (anything with `is_set()`),
+        a job still waiting for a worker gives up with `generate.GenerationStopped`."""
+        got = self._take(worker, stop)
         try:
             yield got
         finally:
             self._give_back(got)
 
-    def _take(self, wanted: Worker | None) -> Worker:
+    def _take(self, wanted: Worker | None, stop: Any) -> Worker:
         with self._lock:
             # No waiting job wants a free worker (`_give_back` would have handed it over), so taking one here
             # jumps no queue.
@@ -206,7 +209,12 @@ class WorkerPool:
                     return worker
             wait = _Wait(wanted)
             self._waiting.append(wait)
-        wait.ready.wait()
+        while not wait.ready.wait(STOP_POLL_SECONDS):
+            if stop is not None and stop.is_set():
+                with self._lock:
+                    if wait.worker is None:  # not handed one meanwhile (`_give_back` hands over under the lock)
+                        self._waiting.remove(wait)
+                        raise generate.GenerationStopped()
         assert wait.worker is not None
         return wait.worker
 
@@ -224,7 +232,7 @@ class WorkerPool:
         self, settings: GenerationSettings, on_step: StepCallback | None = None, stop: Any = None
     ) -> generate.GenerationResult:
         """One image on whichever worker is free first."""
-        with self.hold() as worker:
+        with self.hold(stop=stop) as worker:
             return worker.generate(settings, on_step=on_step, stop=stop)
 
     def count_tokens(self, prompt: str) -> TokenCount:
@@ -362,7 +370,7 @@ class _SheetJob:
                     cell = todo.get_nowait()
                 except queue.Empty:
                     return
-                with self.pool.hold(worker):
+                with self.pool.hold(worker, self.halt):
                     done = worker.make_cell(self.job, cell, self.n_cells, self.progress, self.halt)
                 with self.report:
                     self.result.cells.append(done)

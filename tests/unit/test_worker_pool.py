@@ -103,3 +103,23 @@ def test_a_job_waiting_for_one_worker_does_not_take_another():
 def test_an_empty_pool_is_refused():
     with pytest.raises(ValueError, match="at least one worker"):
         WorkerPool([])
+
+
+def test_a_job_stopped_while_waiting_for_a_worker_gives_up_and_leaves_the_queue():
+    from sd35ui.core.generate import GenerationStopped
+
+    a = Slot("a")
+    pool = WorkerPool([a])
+    thread, _got, release, holding = taken_in_thread(pool)
+    holding.wait(5)
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(GenerationStopped):
+        with pool.hold(stop=stop):
+            pass
+    assert time.monotonic() - started < 2, "gives up within a poll of the stop, not when the worker is free"
+    release.set()
+    thread.join(5)
+    with pool.hold() as worker:  # the stopped job left the queue: the worker came back free
+        assert worker is a
