@@ -146,8 +146,11 @@ def test_demo_devices_flag_serves_on_two_pipelines(tmp_path):
 
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "SD35UI_OUTPUTS": str(tmp_path / "outputs"), "HF_HUB_OFFLINE": "1"}
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
     bad = subprocess.run(
-        [sys.executable, "demo.py", "--model", "tiny-random", "--devices", "cpu,3"],
+        [sys.executable, "demo.py", "--model", "tiny-random", "--devices", "cpu,3", "--port", str(port)],
         cwd=root,
         env=env,
         capture_output=True,
@@ -155,9 +158,6 @@ def test_demo_devices_flag_serves_on_two_pipelines(tmp_path):
         timeout=120,
     )
     assert bad.returncode == 1 and "Error: Devices: there is no GPU 3" in bad.stderr and "Traceback" not in bad.stderr
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     log = tmp_path / "demo.log"
     with open(log, "w") as out:
         argv = [sys.executable, "demo.py", "--model", "tiny-random", "--devices", "cpu,cpu", "--port", str(port)]
