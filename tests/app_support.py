@@ -8,6 +8,21 @@ from pathlib import Path
 
 from sd35ui.core.pipeline import LoadOptions
 
+# A small /contact_sheet call on the tiny model: 2 x 2 cells of 64 px (tests/app/test_compare_app.py and others).
+SHEET = dict(
+    prompt="a red circle",
+    negative_prompt="",
+    x_axis="Guidance",
+    x_values="1, 4.5",
+    y_axis="Steps",
+    y_values="2, 3",
+    steps=4,
+    guidance=4.5,
+    width=64,
+    height=64,
+    seed=9,
+)
+
 
 @contextmanager
 def serve(tmp_path: Path, **launch_kwargs):

@@ -6,26 +6,13 @@ import zipfile
 
 import numpy as np
 import pytest
+from app_support import SHEET
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
 
 from sd35ui.core import metadata
 from sd35ui.core.generate import generate
-
-SHEET = dict(
-    prompt="a red circle",
-    negative_prompt="",
-    x_axis="Guidance",
-    x_values="1, 4.5",
-    y_axis="Steps",
-    y_values="2, 3",
-    steps=4,
-    guidance=4.5,
-    width=64,
-    height=64,
-    seed=9,
-)
 
 
 def test_api_parameter_names_are_stable(client):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from app_support import SHEET
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -21,19 +22,6 @@ from sd35ui.core.workers import LocalWorker
 
 ARGS = dict(
     prompt="a red circle", negative_prompt="", steps=2, guidance=4.5, width=64, height=64, seed=5, randomize_seed=False
-)
-SHEET = dict(
-    prompt="a red circle",
-    negative_prompt="",
-    x_axis="Guidance",
-    x_values="1, 4.5",
-    y_axis="Steps",
-    y_values="2, 3",
-    steps=4,
-    guidance=4.5,
-    width=64,
-    height=64,
-    seed=9,
 )
 
 
