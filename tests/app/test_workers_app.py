@@ -116,11 +116,13 @@ def test_one_users_stop_stops_only_their_job_while_the_other_pipeline_works(two)
         alice.predict(api_name="/stop")
         stopped.set()
 
-    threading.Thread(target=stop_alice).start()
+    stopper = threading.Thread(target=stop_alice)
+    stopper.start()
     path, seed, _ = other.result(timeout=120)  # Bob's job runs on the other pipeline, and is not stopped
     assert seed == 77 and Path(path).is_file()
     with pytest.raises(AppError, match="Stopped"):
         running.result(timeout=120)
+    stopper.join(30)
     assert stopped.is_set()
 
 
