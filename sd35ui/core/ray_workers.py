@@ -24,7 +24,7 @@ from sd35ui.core.devices import DEVICES_HELP, parse_devices
 from sd35ui.core.pipeline import LoadOptions, PipelineError
 from sd35ui.core.settings import GenerationSettings
 from sd35ui.core.tokens import TokenCount
-from sd35ui.core.workers import LocalWorker, StepCallback
+from sd35ui.core.workers import LocalWorker, StepCallback, WorkerLost
 
 RAY_HELP = "local (start Ray on this machine) or a Ray cluster's address, e.g. ray://head:10001 or auto"
 POLL_SECONDS = 0.1  # how often a waiting job asks its actor for steps done (and passes on a Stop)
@@ -32,8 +32,8 @@ LOCAL_OBJECT_STORE_BYTES = 256 * 2**20
 STARTUP_TIMEOUT_S = 1800.0  # loading SD3.5 Medium on a fresh node downloads about 20 GB
 
 
-class RayWorkerError(RuntimeError):
-    """A Ray actor died (its node was lost, or the process was killed); the message names it and says what to do."""
+class RayWorkerError(WorkerLost):
+    """A Ray actor died (its node was lost, or the process was killed): the pool drops it; the message names it."""
 
 
 def require_ray() -> Any:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -28,7 +29,13 @@ _Encoder = sheet._Encoder
 _run_group = sheet._run_group
 
 StepCallback = Callable[[int, int], None]  # (step done, steps)
+log = logging.getLogger(__name__)
 STOP_POLL_SECONDS = 0.1  # how often a job waiting for a worker checks its stop
+
+
+class WorkerLost(RuntimeError):
+    """A worker is gone for good (a Ray actor whose process or node died): the pool drops it, and its job is made
+    again on another worker where there is one."""
 
 
 @runtime_checkable
@@ -220,6 +227,8 @@ class WorkerPool:
 
     def _give_back(self, worker: Worker) -> None:
         with self._lock:
+            if worker not in self.workers:  # dropped while held
+                return
             for wait in self._waiting:
                 if wait.wanted is None or wait.wanted is worker:
                     self._waiting.remove(wait)
@@ -228,12 +237,29 @@ class WorkerPool:
                     return
             self._free.append(worker)
 
+    def drop(self, worker: Worker, why: BaseException) -> bool:
+        """Take a lost worker out of the pool for good, unless it is the last one (then every job keeps saying why
+        it failed). Returns whether it was dropped."""
+        with self._lock:
+            if worker not in self.workers or len(self.workers) == 1:
+                return False
+            self.workers.remove(worker)
+            if worker in self._free:
+                self._free.remove(worker)
+        log.warning("Worker %s is gone and no longer gets jobs (%s); %d left", worker.name, why, len(self.workers))
+        return True
+
     def generate(
         self, settings: GenerationSettings, on_step: StepCallback | None = None, stop: Any = None
     ) -> generate.GenerationResult:
-        """One image on whichever worker is free first."""
-        with self.hold(stop=stop) as worker:
-            return worker.generate(settings, on_step=on_step, stop=stop)
+        """One image on whichever worker is free first; made again on another if that worker is lost."""
+        while True:
+            with self.hold(stop=stop) as worker:
+                try:
+                    return worker.generate(settings, on_step=on_step, stop=stop)
+                except WorkerLost as exc:
+                    if not self.drop(worker, exc):
+                        raise
 
     def count_tokens(self, prompt: str) -> TokenCount:
         """Counting needs only the tokenizers, which every worker has: no worker is held for it."""
@@ -363,6 +389,7 @@ class _SheetJob:
             import torch
 
             torch.set_num_threads(1)  # this thread's OpenMP pool too, whatever it inherited
+        cell = None
         try:
             worker.start_job(self.job, self.cells)
             while not self.halt.is_set():
@@ -372,38 +399,55 @@ class _SheetJob:
                     return
                 with self.pool.hold(worker, self.halt):
                     done = worker.make_cell(self.job, cell, self.n_cells, self.progress, self.halt)
+                cell = None
                 with self.report:
                     self.result.cells.append(done)
                     if self.on_cell is not None:
                         self.on_cell(done)
         except generate.GenerationStopped:
             return
+        except WorkerLost as exc:
+            if cell is not None:
+                todo.put(cell)  # made again by another worker (`run` goes on while cells are left)
+            if not self.pool.drop(worker, exc):
+                self._failed(exc)
         except BaseException as exc:  # noqa: BLE001  (re-raised by the caller's thread: `run_sheet_on`)
-            with self.report:
-                self.errors.append(exc)
-            self.halt.failed.set()
+            self._failed(exc)
         finally:
+            self._end(worker)
+
+    def _failed(self, error: BaseException) -> None:
+        with self.report:
+            self.errors.append(error)
+        self.halt.failed.set()
+
+    def _end(self, worker: Worker) -> None:
+        try:
             shared = worker.end_job(self.job)
-            with self.report:
-                self.result.first_steps_shared += shared
+        except WorkerLost:
+            shared = 0
+        with self.report:
+            self.result.first_steps_shared += shared
 
     def run(self, todo: queue.SimpleQueue[sheet.Cell], one_thread: bool) -> None:
-        """Start a thread per worker and wait for them; Ctrl-C in the caller's thread stops them within a step,
-        then goes on."""
-        threads = [
-            threading.Thread(target=self.work, args=(w, todo, one_thread), name=f"sheet-{w.name}", daemon=True)
-            for w in self.pool.workers
-        ]
-        for thread in threads:
-            thread.start()
-        try:
+        """A thread per worker until the cells are made; again on the workers left while a lost worker's cell is
+        back in the queue after the others finished. Ctrl-C in the caller's thread stops them within a step, then
+        goes on."""
+        while not todo.empty() and not self.halt.is_set():
+            threads = [
+                threading.Thread(target=self.work, args=(w, todo, one_thread), name=f"sheet-{w.name}", daemon=True)
+                for w in list(self.pool.workers)
+            ]
             for thread in threads:
-                thread.join()
-        except BaseException:
-            self.halt.failed.set()
-            for thread in threads:
-                thread.join()
-            raise
+                thread.start()
+            try:
+                for thread in threads:
+                    thread.join()
+            except BaseException:
+                self.halt.failed.set()
+                for thread in threads:
+                    thread.join()
+                raise
 
 
 def _raise_first(errors: list[BaseException], pool: WorkerPool, result: sheet.SheetResult, n_cells: int) -> None:

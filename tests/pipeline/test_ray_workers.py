@@ -190,3 +190,20 @@ def test_the_app_sends_its_jobs_to_the_actors(actors, local, tmp_path):
         app.close()
         for worker in actors:  # `counted` wrapped them for this test only
             worker.__dict__.pop("make_cell", None)
+
+
+def test_a_lost_actor_is_dropped_and_its_jobs_are_made_on_the_other(actors, local):
+    """Last in this module: it kills one of the module's two actors. A Ray actor whose process dies (a node lost, an
+    out-of-memory kill) is dropped from the pool; the single image and the sheet cell it was given are made on the
+    other actor instead, and the app keeps serving."""
+    pool = workers.WorkerPool(actors)  # the first single image goes to the first free actor: the dead one
+    dead, alive = actors
+    ray.kill(dead.actor)
+    made = [pool.generate(BASE.replace(seed=seed)) for seed in (11, 12)]
+    assert pool.workers == [alive]
+    assert np.array_equal(np.asarray(made[0].image), np.asarray(generate.generate(local, BASE).image))
+    spec = sheet.make_spec(BASE, "Guidance", "3, 6", "Steps", "2, 3", model=TINY)
+    result = workers.run_sheet_on(workers.WorkerPool(actors), spec)
+    assert result.complete and sorted(done.cell.index for done in result.cells) == [0, 1, 2, 3]
+    with pytest.raises(ray_workers.RayWorkerError, match="ray-cpu#1 is gone"):  # alone, it is not dropped
+        workers.WorkerPool([dead]).generate(BASE)
