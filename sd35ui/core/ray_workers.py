@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
+import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -116,10 +116,11 @@ class PipelineActor:
         self._stop_of(job).set()
 
     def steps(self, job: str) -> list[tuple[int, ...]]:
-        """The steps done since the last call (and forgets them)."""
+        """The steps done since the last call, forgotten here; once the job is over, the job too."""
         with self._lock:
-            done = self._steps.get(job, [])
-            self._steps[job] = []
+            done = self._steps.pop(job, [])
+            if job in self._stops:  # still running (or a sheet between cells)
+                self._steps[job] = []
             return done
 
     def count_tokens(self, prompt: str) -> TokenCount:
@@ -162,13 +163,6 @@ class RayWorker:
         self.actor, self.name = actor, name
         self.info: dict[str, Any] = {}  # the actor's `describe()`, once it is ready
         self._identity: tuple[str, dict[str, Any]] | None = None
-        self._jobs = 0
-        self._lock = threading.Lock()
-
-    def _job(self) -> str:
-        with self._lock:
-            self._jobs += 1
-            return f"{self.name}-{self._jobs}-{time.time_ns()}"
 
     def _get(self, ref: Any) -> Any:
         ray = require_ray()
@@ -187,9 +181,10 @@ class RayWorker:
         told = False
         while True:
             ready, _ = ray.wait([ref], timeout=POLL_SECONDS)
-            if on_step is not None:
+            if on_step is not None or ready:  # once it is over, always: the actor forgets the job's steps then
                 for step in self._get(self.actor.steps.remote(job)):
-                    on_step(*step)
+                    if on_step is not None:
+                        on_step(*step)
             if ready:
                 break
             if stop is not None and stop.is_set() and not told:
@@ -208,7 +203,7 @@ class RayWorker:
     def generate(
         self, settings: GenerationSettings, on_step: StepCallback | None = None, stop: Any = None
     ) -> generate.GenerationResult:
-        job = self._job()
+        job = f"image-{uuid.uuid4().hex}"
         return self._wait(job, self.actor.generate.remote(job, settings), on_step, stop)
 
     def make_cell(

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import itertools
 import logging
 import queue
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -316,9 +316,6 @@ class _Either:
         return self.failed.is_set() or (self.stop is not None and self.stop.is_set())
 
 
-_jobs = itertools.count(1)
-
-
 def run_sheet_on(
     workers: WorkerPool | Sequence[Any],
     spec: sheet.SheetSpec,
@@ -349,8 +346,7 @@ def run_sheet_on(
     left = sheet.take_reused(cells, model, recipe, reuse or {}, result, on_cell)
     for cell in left:
         todo.put(cell)
-    run = _SheetJob(pool, len(cells), result, on_progress, on_cell, _Either(stop))
-    run.cells = left
+    run = _SheetJob(pool, left, len(cells), result, on_progress, on_cell, _Either(stop))
     with cpu_threads(pool.workers) as one_thread:
         run.run(todo, one_thread)
     result.seconds = time.perf_counter() - start
@@ -366,16 +362,16 @@ class _SheetJob:
     def __init__(
         self,
         pool: WorkerPool,
+        cells: Sequence[sheet.Cell],
         n_cells: int,
         result: sheet.SheetResult,
         on_progress: sheet.ProgressCallback | None,
         on_cell: sheet.CellCallback | None,
         halt: _Either,
     ) -> None:
-        self.pool, self.n_cells, self.result = pool, n_cells, result
+        self.pool, self.cells, self.n_cells, self.result = pool, cells, n_cells, result  # `cells`: those to make
         self.on_progress, self.on_cell, self.halt = on_progress, on_cell, halt
-        self.job = f"sheet-{next(_jobs)}-{time.time_ns()}"
-        self.cells: Sequence[sheet.Cell] = ()  # the cells to make
+        self.job = f"sheet-{uuid.uuid4().hex}"
         self.report = threading.Lock()
         self.errors: list[BaseException] = []
 

@@ -90,6 +90,17 @@ def test_a_single_image_through_the_pool_is_the_local_image(actors, local):
     assert made.seed == 11 and np.array_equal(np.asarray(made.image), np.asarray(expected.image))
 
 
+def test_actors_forget_finished_jobs(actors):
+    """Images and sheets with and without progress callbacks leave no stop signal or steps behind in the actors."""
+    pool = workers.WorkerPool(actors)
+    pool.generate(BASE)
+    pool.generate(BASE, on_step=lambda *_: None)
+    workers.run_sheet_on(actors, sheet.make_spec(BASE, "Guidance", "3, 6", model=TINY))
+    for worker in actors:
+        kept = ray.get(worker.actor.__ray_call__.remote(lambda actor: (actor._stops, actor._steps)))
+        assert kept == ({}, {}), worker.name
+
+
 def test_stop_cancels_the_actors_job_and_the_actor_serves_the_next(actors):
     pool = workers.WorkerPool(actors)
     stop, steps = threading.Event(), []
