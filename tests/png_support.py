@@ -169,3 +169,110 @@ def a1111_png(path, text=A1111_TEXT):
     info.add_text("parameters", text)
     Image.new("RGB", (16, 16), "blue").save(path, pnginfo=info)
     return path
+
+
+# --- forged sheet PNGs (Compare > "Load a sheet PNG"; tests/unit/test_sheet_loading.py) ------------------------------
+
+
+def sheet_description() -> dict:
+    """A sheet description as sd35ui writes it (`sheet.sheet_description`): 2 x 2 Guidance x Steps of 64 px on the
+    tiny-random model, no cells; the forged sheets change parts of it."""
+    from sd35ui.core.settings import GenerationSettings
+
+    base = GenerationSettings(prompt="a red circle", width=64, height=64, steps=2, guidance=4.5, seed=3).to_dict()
+    return {
+        "script": "X/Y/Z plot",
+        "model": "tiny-random",
+        "x": {"type": "Guidance", "values": [1.0, 4.5]},
+        "y": {"type": "Steps", "values": [2, 3]},
+        "outer": [],
+        "base": base,
+        "options": {"show_times": False, "margin": 0, "legend": True, "swap": False},
+        "cells": [],
+    }
+
+
+def forged_sheet(path: Path, description: object, size: tuple[int, int] = (8, 8)) -> Path:
+    """A small PNG holding `description` (any JSON) as its sheet description, the way a hostile user makes one."""
+    from sd35ui.core.sheet import SHEET_JSON_KEY
+
+    info = PngImagePlugin.PngInfo()
+    info.add_text(SHEET_JSON_KEY, json.dumps(description, separators=(",", ":")), zip=True)
+    Image.new("RGB", size).save(path, pnginfo=info)
+    return path
+
+
+# --- PNGs whose text is HTML (issue 19): messages quote it, and Gradio's toasts render messages as HTML ------------
+
+PLANTED = "planted.invalid"  # a host nobody serves (RFC 2606): a request for it means the file's HTML was rendered
+HTML_SAMPLER = f"<img src=//{PLANTED}/sampler>"
+HTML_SCHEDULE = f"<a href=//{PLANTED}/schedule>Karras</a>"
+HTML_AXIS = f"<form action=//{PLANTED}/axis><input name=password type=password><input type=submit></form>"
+HTML_KEY = f"<img src=//{PLANTED}/key>"  # a settings key sd35ui does not have: named in "could not be understood"
+# No "/" in a file's name, and Gradio's upload strips "<" and ">" from names: only a PNG put in the outputs folder
+# by someone else keeps this name (History lists it); the image's URL is relative to the page.
+PLANTED_NAME = "planted-name"  # a relative URL: the page's own host, path /planted-name
+HTML_NAME = f"<img src={PLANTED_NAME}>.png"
+HTML_TAGS = ("img", "a", "form", "input")  # what no toast may hold
+
+
+def html_settings_png(path: Path, a1111: bool = False) -> Path:
+    """A PNG whose settings name a sampler and a schedule written in HTML (ours as JSON, or A1111-style)."""
+    if a1111:
+        fields = f"Steps: 3, Sampler: {HTML_SAMPLER}, Schedule type: {HTML_SCHEDULE}"
+        chunks = [text("parameters", f"a red circle\n{fields}")]
+    else:
+        chunks = [itxt(metadata.JSON_KEY, ours(sampler=HTML_SAMPLER, schedule=HTML_SCHEDULE))]
+    path.write_bytes(png(chunks))
+    return path
+
+
+def html_key_png(path: Path) -> Path:
+    """A PNG whose settings hold a key written in HTML: loading it fails, and the message quotes the key."""
+    path.write_bytes(png([itxt(metadata.JSON_KEY, json.dumps({"settings": {"prompt": "p", HTML_KEY: 1}}))]))
+    return path
+
+
+def html_axis_sheet(path: Path) -> Path:
+    """A sheet PNG whose X axis type is an HTML form with a password field."""
+    return forged_sheet(path, {**sheet_description(), "x": {"type": HTML_AXIS, "values": [1.0, 4.5]}})
+
+
+def combination_png(path: Path, **settings) -> Path:
+    """A PNG of ours whose settings are each valid but do not go together (DPM++ 2M with the Karras schedule)."""
+    values = {"sampler": "DPM++ 2M", "schedule": "Karras", "steps": 3, **settings}
+    path.write_bytes(png([itxt(metadata.JSON_KEY, ours(**values))]))
+    return path
+
+
+OUTER_12 = [{"type": "Seed", "values": list(range(10))} for _ in range(12)]
+
+# What a forged sheet's description changes, and what the refusal must say (plain text)
+FORGED_SHEETS = {
+    "12 outer axes x 10 values": (dict(outer=OUTER_12), "at most 2 outer axes"),
+    "400,000 X values": (dict(x={"type": "Seed", "values": list(range(400_000))}), "400000 values; the limit is 64"),
+    "64 x 50 x 3 x 3 cells": (
+        dict(
+            x={"type": "Seed", "values": list(range(64))},
+            y={"type": "Steps", "values": list(range(1, 51))},
+            outer=[{"type": "Guidance", "values": [1, 2, 3]}, {"type": "Shift", "values": [1, 2, 3]}],
+        ),
+        "This sheet has 28800 cells (64 x 50 x 3 x 3); the limit is 64",
+    ),
+    "a 30000x30000 base": (
+        dict(base={**sheet_description()["base"], "width": 30000, "height": 30000}),
+        "Size (width) is 30000",
+    ),
+    "a margin of 10^7": (dict(options={"margin": 10**7}), "margin between cells must be a whole number"),
+    "no X axis": (dict(x=None), "has no X axis"),
+    "an X axis that is text": (dict(x="Steps"), "is not a type with a list of values"),
+    "values that are objects": (dict(x={"type": "Steps", "values": [{"a": 1}]}), "is not a number"),
+    "a prompt value that is a number": (dict(x={"type": "Prompt S/R", "values": ["red", 5]}), "is not text"),
+    "an unknown axis type": (dict(x={"type": "Colour", "values": [1]}), "unknown type"),
+    "steps out of range": (dict(x={"type": "Steps", "values": [1, 999]}), "999 is outside the valid range"),
+    "a base that is a list": (dict(base=[1, 2], fixed=[1]), "base settings are not a JSON object"),
+    "outer axes that are an object": (dict(outer={"a": 1}), "outer axes are not a list"),
+    "options that are text": (dict(options="wide"), "drawing options are not a JSON object"),
+    "a bad base setting": (dict(base={**sheet_description()["base"], "steps": "many"}), "Steps"),
+    "Prompt S/R text not in the prompt": (dict(x={"type": "Prompt S/R", "values": ["wolf", "dog"]}), "wolf"),
+}

@@ -7,6 +7,7 @@ validates (`sheet_spec_from_ui`), streams a `SheetRun`'s progress and cells, and
 
 from __future__ import annotations
 
+import html
 import queue
 import threading
 from collections.abc import Iterator
@@ -23,13 +24,15 @@ from sd35ui.app.context import (
     bind,
     control_for,
     escape_markdown,
+    escape_tags,
     session_of,
     slider,
     unchecked,
     user_error,
 )
 from sd35ui.core import explore, sheet, storage, workers
-from sd35ui.core.generate import GenerationOutOfMemory
+from sd35ui.core.generate import GenerationOutOfMemory, loop_length
+from sd35ui.core.quoting import quoted
 from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, RANGES, GenerationSettings, ModelSpec, check_flag
 
 HELP = f"""Values: {sheet.FORMAT_HELP}. **Prompt S/R**: the first value is text to find in the prompt, each value
@@ -80,7 +83,7 @@ def sheet_spec_from_ui(
     try:
         margin = int(float(margin or 0))
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"The margin must be a whole number of pixels, got {margin!r}.") from None
+        raise ValueError(f"The margin must be a whole number of pixels, got {quoted(margin)}.") from None
     base = GenerationSettings.validated(
         model_spec,
         prompt=prompt,
@@ -307,7 +310,8 @@ class SheetRun:
         self.progress = progress
         self.sheet_path = storage.new_path("sheet", spec.base.seed, ctx.config.outputs)
         self.plan = sheet.plan_sheet(spec)
-        self.total_steps = sum(c.settings.steps for c in self.plan)
+        # Loop iterations, as the step callbacks count them (Heun: 2n - 1 a cell), not steps
+        self.total_steps = sum(loop_length(c.settings) for c in self.plan)
         self.steps_done = 0
         self.events: queue.Queue = queue.Queue()
         self.made: list[dict[str, Any]] = []  # the cells' captions, paths and settings, in gallery order
@@ -343,10 +347,13 @@ class SheetRun:
             if kind == "step":
                 i, n, s, t = payload
                 self.steps_done += 1
-                self.progress((self.steps_done, self.total_steps), desc=f"Cell {i + 1} of {n} · step {s}/{t}")
+                done = min(self.steps_done, self.total_steps)  # a cell lost with a worker is made again
+                self.progress((done, self.total_steps), desc=f"Cell {i + 1} of {n} · step {s}/{t}")
                 if self.ctx.client_gone(event_id):
                     stop.set()  # the tab was closed or the client went away: free the GPU
             elif kind == "cell":
+                if payload.reused:  # read back, not made: its steps will not be counted, so count them here
+                    self.steps_done += loop_length(payload.settings)
                 yield self.add_cell(payload)
             elif kind == "error":
                 raise payload
@@ -409,7 +416,7 @@ def preview(*values: Any, ctx: AppContext) -> str:
         outer = ((z_axis, z_values), (w_axis, w_values))
         spec = sheet_spec_from_ui(ctx.spec, "preview", "", *inner, outer=outer)
     except ValueError as exc:
-        return f"⚠️ {escape_markdown(str(exc))}"
+        return f"⚠️ {escape_markdown(html.unescape(str(exc)))}"  # plain text, escaped once for Markdown
     shape = " x ".join(str(len(axis.values)) for axis in spec.axes()) if len(spec.axes()) > 1 else "one row"
     return f"{spec.n_cells} cells ({shape})."
 
@@ -456,14 +463,15 @@ def make_sheet(
     try:
         outer = ((z_axis, z_values), (w_axis, w_values))
         spec = sheet_spec_from_ui(ctx.spec, prompt, negative_prompt, *axes, *fixed, outer=outer, **later)
+        reuse = check_flag("resume", resume)
     except ValueError as exc:
-        raise gr.Error(str(exc), title="Invalid sheet") from None
+        raise gr.Error(escape_tags(str(exc)), title="Invalid sheet") from None
     session = session_of(request)
-    stop_event = ctx.stops.start(session)
-    run = SheetRun(ctx, spec, progress, resume=check_flag("resume", resume))
-    event_id = LocalContext.event_id.get(None)
-    run.start(stop_event)
+    event_id = LocalContext.event_id.get(None)  # this job's queue event: a Stop pressed while it waited names it
+    run = SheetRun(ctx, spec, progress, resume=reuse)
+    stop_event = ctx.stops.start(session, event_id)
     try:
+        run.start(stop_event)
         yield from run.stream(stop_event, event_id)
     except GenerationOutOfMemory as exc:
         raise gr.Error(f"{exc} The finished cells are saved in {run.sheet_path.parent}.", title="Out of memory")
@@ -513,7 +521,9 @@ make_sheet.__doc__ = """Make a contact sheet: one image per combination of X and
 
 
 def stop_sheet(request: gr.Request, *, ctx: AppContext) -> None:
-    ctx.stops.stop(session_of(request))
+    """Stop this user's running sheet or image within one step (or a waiting one as soon as it starts): the same
+    Stop as the Generate tab's (`AppContext.stop`)."""
+    ctx.stop(session_of(request))
 
 
 def open_in_generate(made: list[dict[str, Any]], evt: gr.SelectData) -> list[Any]:

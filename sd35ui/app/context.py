@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import html
 import inspect
+import logging
 import re
 import string
 import threading
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,11 @@ import gradio as gr
 from sd35ui.core import storage
 from sd35ui.core.generate import GenerationOutOfMemory
 from sd35ui.core.pipeline import LoadOptions, PipelineError, get_pipeline, model_spec
+from sd35ui.core.quoting import safe_text
 from sd35ui.core.settings import GENERATE_KEYS, ModelSpec, Param, Range
 from sd35ui.core.workers import LocalWorker, Worker, WorkerPool
+
+log = logging.getLogger("sd35ui")
 
 
 @dataclass
@@ -39,38 +43,52 @@ class AppConfig:
 
 
 class StopRegistry:
-    """Per-user stop signals, keyed by the Gradio session: one user's Stop never stops another's job."""
+    """Per-user stop signals, keyed by the Gradio session: one user's Stop never stops another's job. A job gets its
+    signal when it starts (`start`) and gives it back when it ends (`finish`); a Stop that comes while the job still
+    waits in the queue is kept under the job's queue event id, and the job starts stopped."""
 
     def __init__(self) -> None:
-        self._events: dict[str, threading.Event] = {}
-        self._early: set[str] = set()  # sessions that pressed Stop while their job was still waiting in the queue
+        # session -> the stop signals of its running jobs (more than one where --devices runs jobs side by side)
+        self._events: dict[str, list[threading.Event]] = {}
+        self._early: dict[str, set[str]] = {}  # session -> event ids of its jobs stopped before they started
         self._lock = threading.Lock()
 
-    def start(self, session: str) -> threading.Event:
+    def start(self, session: str, job: str | None = None) -> threading.Event:
+        """The stop signal of `session`'s job that is starting now (`job`: its queue event id), already set when
+        Stop came while it waited."""
         with self._lock:
             event = threading.Event()
-            if session in self._early:
-                self._early.discard(session)
+            early = self._early.get(session, set())
+            if job in early:
+                early.discard(job)
                 event.set()  # stops before the first step
-            self._events[session] = event
+            if not early:
+                self._early.pop(session, None)
+            self._events.setdefault(session, []).append(event)
             return event
 
-    def stop_when_started(self, session: str) -> None:
+    def stop(self, session: str, queued: Callable[[], Collection[str]] = tuple) -> None:
+        """Stop `session`'s running jobs within one step; if none is running, each job `queued()` names (the event
+        ids of the session's jobs in the queue) as soon as it starts. One lock covers the look and the mark, so a
+        job that starts meanwhile is stopped either way."""
         with self._lock:
-            self._early.add(session)
-
-    def stop(self, session: str) -> bool:
-        with self._lock:
-            event = self._events.get(session)
-        if event is None:
-            return False
-        event.set()
-        return True
+            running = list(self._events.get(session, ()))
+            if not running:
+                jobs = set(queued())
+                if jobs:  # replaces the last Stop's: an id the queue no longer holds has started or is gone
+                    self._early[session] = jobs
+                else:
+                    self._early.pop(session, None)
+        for event in running:
+            event.set()
 
     def finish(self, session: str, event: threading.Event) -> None:
         with self._lock:
-            if self._events.get(session) is event:
-                del self._events[session]
+            running = self._events.get(session, [])
+            if event in running:
+                running.remove(event)
+            if not running:
+                self._events.pop(session, None)
 
 
 # Every ASCII punctuation mark but `&` and `;` (which spell the entities html.escape writes); escaping `:` and `/`
@@ -85,20 +103,31 @@ def escape_markdown(text: str) -> str:
     return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(text, quote=False)).replace("\n", "  \n")
 
 
+def escape_tags(message: str) -> str:
+    """A message for a toast (gr.Error, gr.Warning, gr.Info), which Gradio renders as HTML with only scripts
+    removed: every `<` and `>` escaped, so no tag (an `<img>` that fetches a URL, a `<form>`) can form whatever text
+    reached the message. Text the message quotes is escaped already where it was written (`sd35ui.core.quoting`);
+    escaping only the angle brackets leaves its entities as they are, where escaping `&` again would show `&lt;`."""
+    return str(message).replace("<", "&lt;").replace(">", "&gt;")
+
+
 def session_of(request: gr.Request | None) -> str:
     return getattr(request, "session_hash", None) or "cli"
 
 
 def user_error(exc: BaseException) -> gr.Error:
+    """The toast for an exception a handler caught; its message escaped for the toast's HTML (`escape_tags`)."""
     if isinstance(exc, storage.SaveError):
-        return gr.Error(exc.strerror, title="Not saved")
+        return gr.Error(escape_tags(exc.strerror), title="Not saved")
     if isinstance(exc, ValueError):
-        return gr.Error(str(exc), title="Invalid input")
+        return gr.Error(escape_tags(str(exc)), title="Invalid input")
     if isinstance(exc, GenerationOutOfMemory):
-        return gr.Error(str(exc), title="Out of GPU memory")
+        return gr.Error(escape_tags(str(exc)), title="Out of GPU memory")
     if isinstance(exc, PipelineError):
-        return gr.Error(str(exc), title="Model could not be loaded")
-    return gr.Error(f"Generation failed: {type(exc).__name__}: {exc}. The server is still running; try again.")
+        return gr.Error(escape_tags(str(exc)), title="Model could not be loaded")
+    # another library's words, which may quote anything: capped and escaped like a quoted value
+    problem = f"{type(exc).__name__}: {safe_text(str(exc))}"
+    return gr.Error(f"Generation failed: {problem}. The server is still running; try again.")
 
 
 def client_gone(app: gr.Blocks, event_id: str | None) -> bool:
@@ -113,16 +142,15 @@ def client_gone(app: gr.Blocks, event_id: str | None) -> bool:
     return event is None or not event.alive
 
 
-def has_waiting_job(app: gr.Blocks, session: str) -> bool:
-    """True when this session has a job waiting in the queue (not yet running). Private Gradio API, as above."""
+def queued_jobs(app: gr.Blocks, session: str) -> set[str]:
+    """The event ids of this session's events in the queue, waiting or started: Gradio holds each from the moment it
+    is queued until it ends, so this also covers a job taken from the queue that has not called `StopRegistry.start`
+    yet. Private Gradio API, as above."""
     queue = getattr(app, "_queue", None)
     if queue is None:
-        return False
-    return any(
-        event.session_hash == session
-        for waiting in queue.event_queue_per_concurrency_id.values()
-        for event in waiting.queue
-    )
+        return set()
+    events = list(queue.event_ids_to_events.items())  # a copy: the queue's own thread adds and drops events
+    return {event_id for event_id, event in events if event.session_hash == session}
 
 
 def unchecked(component: Any) -> Any:
@@ -147,11 +175,31 @@ def slider(rng: Range, label: str | None = None, elem_id: str | None = None, ren
     return unchecked(component)
 
 
+_LOG_LIMIT = 500  # characters of a refusal's message in the log
+
+
+def told_the_user(error: gr.Error, handler: str) -> None:
+    """Log `error` in one line and have Gradio print no traceback for it, if it stands alone: a handler raises a
+    `gr.Error` on its own (`raise gr.Error(...)`, `raise user_error(exc) from None`) to tell the user what to change
+    or what happened (invalid input, nothing picked, stopped), which is no server fault, and Gradio would print a
+    25-line traceback for each (it does for every exception whose `print_exception` is true). One raised from
+    another exception (`raise user_error(exc) from exc`, or inside an `except` without `from`) wraps a fault: Gradio
+    prints both tracebacks, as before."""
+    chained = error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__)
+    if chained or not error.print_exception:
+        return
+    error.print_exception = False
+    # One line whatever the message quotes: characters that are not printable (a newline) written as escapes
+    message = "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(error.message)[:_LOG_LIMIT])
+    log.info("%s refused: %s: %s", handler, error.title, message)
+
+
 def bind(fn: Callable[..., Any], /, **bound: Any) -> Callable[..., Any]:
     """`fn` with its keyword-only parameters `bound` filled in, as Gradio must see it: the same name, docstring
     (the API and MCP description), type hints (which mark gr.Request, gr.SelectData ...) and signature less the
     bound parameters (the API's parameters), and still a generator function if `fn` is one (so Gradio streams its
-    updates). `functools.partial` would show Gradio none of these."""
+    updates). `functools.partial` would show Gradio none of these. A `gr.Error` telling the user of a mistake is
+    logged in one line, not as a traceback (`told_the_user`)."""
     signature = inspect.signature(fn)
     for name in bound:
         if signature.parameters[name].kind is not inspect.Parameter.KEYWORD_ONLY:
@@ -160,12 +208,20 @@ def bind(fn: Callable[..., Any], /, **bound: Any) -> Callable[..., Any]:
     if inspect.isgeneratorfunction(fn):
 
         def handler(*args: Any, **kwargs: Any) -> Any:
-            return (yield from fn(*args, **kwargs, **bound))
+            try:
+                return (yield from fn(*args, **kwargs, **bound))
+            except gr.Error as exc:
+                told_the_user(exc, fn.__name__)
+                raise
 
     else:
 
         def handler(*args: Any, **kwargs: Any) -> Any:
-            return fn(*args, **kwargs, **bound)
+            try:
+                return fn(*args, **kwargs, **bound)
+            except gr.Error as exc:
+                told_the_user(exc, fn.__name__)
+                raise
 
     handler.__name__ = fn.__name__
     handler.__qualname__ = fn.__qualname__
@@ -210,8 +266,10 @@ class AppContext:
     def client_gone(self, event_id: str | None) -> bool:
         return self.app is not None and client_gone(self.app, event_id)
 
-    def has_waiting_job(self, session: str) -> bool:
-        return self.app is not None and has_waiting_job(self.app, session)
+    def stop(self, session: str) -> None:
+        """What every Stop does (the Generate and Compare buttons, /stop): stop this session's running jobs within
+        one step, or, if none is running, its jobs still waiting in the queue as soon as they start."""
+        self.stops.stop(session, lambda: queued_jobs(self.app, session) if self.app is not None else set())
 
     def defer(self, wiring: Callable[[], None]) -> None:
         """Run `wiring` after every tab is built (`run_deferred`), i.e. register its events after theirs."""

@@ -8,6 +8,7 @@ explored lives in a `gr.State` (server side: the `SheetResult` with its cell ima
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from sd35ui.app.context import AppContext, bind, escape_markdown
+from sd35ui.app.context import AppContext, bind, escape_markdown, escape_tags
 from sd35ui.core import distance, explore, sheet
 
 SLOTS = 4  # X, Y and two outer axes
@@ -176,7 +177,7 @@ def recompose(result: sheet.SheetResult | None, *values: Any) -> Any:
             keep[a] = [i for i, label in enumerate(labels) if label in (shown[a] or [])]
         moved = explore.rearrange(result, order, keep)
     except ValueError as exc:
-        return gr.skip(), f"⚠️ {escape_markdown(str(exc))}"
+        return gr.skip(), f"⚠️ {escape_markdown(html.unescape(str(exc)))}"  # plain text, escaped once
     shape = " x ".join(str(len(a.values)) for a in moved.spec.axes())
     return moved.image(), f"{len(moved.cells)} cells shown ({shape})."
 
@@ -248,7 +249,7 @@ def load(path: str | None, request: gr.Request = None, *, ctx: AppContext) -> An
     try:
         return explore.load_sheet(Path(path))
     except ValueError as exc:
-        raise gr.Error(str(exc), title="Not a sheet") from None
+        raise gr.Error(escape_tags(str(exc)), title="Not a sheet") from None
 
 
 # --- Wiring ---------------------------------------------------------------------------------------------------------

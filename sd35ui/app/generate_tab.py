@@ -269,10 +269,10 @@ def generate_image(
     except ValueError as exc:
         raise user_error(exc) from None
     session = session_of(request)
-    stop = ctx.stops.start(session)
+    event_id = LocalContext.event_id.get(None)  # this job's queue event: a Stop pressed while it waited names it
+    stop = ctx.stops.start(session, event_id)
     loaded = ctx.config.workers is not None or is_loaded(ctx.options)  # --devices/--ray load before serving
     progress(0, desc="Starting" if loaded else "Loading model")
-    event_id = LocalContext.event_id.get(None)
 
     def on_step(i: int, n: int) -> None:
         progress((i, n), desc=f"Step {i}/{n}")
@@ -316,10 +316,8 @@ generate_image.__doc__ = api_docstring(
 
 
 def stop_generation(request: gr.Request, *, ctx: AppContext) -> None:
-    """Stop this user's running generation within one step (or a waiting one as soon as it starts)."""
-    session = session_of(request)
-    if not ctx.stops.stop(session) and ctx.has_waiting_job(session):
-        ctx.stops.stop_when_started(session)
+    """Stop this user's running generation or sheet within one step (or a waiting one as soon as it starts)."""
+    ctx.stop(session_of(request))
 
 
 def _preset_value(table: dict[str, float], name: str | None) -> Any:

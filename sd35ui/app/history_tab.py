@@ -6,14 +6,16 @@ context); listing, thumbnails and reading settings live in `sd35ui.core.history`
 
 from __future__ import annotations
 
+import html
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from sd35ui.app.context import AppContext, bind
+from sd35ui.app.context import AppContext, bind, escape_tags
 from sd35ui.core import history
+from sd35ui.core.quoting import QUOTE_LIMIT, safe_text
 from sd35ui.core.settings import ModelSpec
 
 HELP = """Every image and contact sheet is saved in the outputs folder as it is made, with its settings inside the
@@ -59,13 +61,18 @@ def describe(root: Path, path: str | None, spec: ModelSpec) -> tuple[str | None,
     try:
         loaded = history.load_settings(Path(path), spec)
     except ValueError as exc:
-        return path, str(exc)
+        return path, html.unescape(str(exc))  # a Textbox shows text, not HTML: the quoted parts as they are
     lines = [f"File: {Path(path).resolve().relative_to(Path(root).resolve())}"]
     if loaded.model:
         lines.append(f"Model: {loaded.model}")
     lines += ["", loaded.parameters]
-    if loaded.notes:
-        lines += ["", "Before generating again with this app's model:", *(f"- {n}" for n in loaded.notes)]
+    notes = (
+        ("Send to Generate changes these, so that the settings go together:", loaded.changed),
+        ("Before generating again with this app's model:", loaded.notes),
+    )
+    for heading, items in notes:
+        if items:  # the notes quote the file's text escaped for HTML; a Textbox shows it as it is
+            lines += ["", heading, *(f"- {html.unescape(item)}" for item in items)]
     return path, "\n".join(lines)
 
 
@@ -75,12 +82,17 @@ def generate_updates(loaded: history.LoadedSettings) -> list[Any]:
 
 
 def _announce(loaded: history.LoadedSettings, name: str) -> None:
+    """Toasts saying what was loaded from the file called `name` (the sender's name for it: escaped), what was
+    changed so that the settings go together, and what to change before generating."""
     kind = "sd35ui" if loaded.source == "sd35ui" else "A1111-style"
     missing = [k for k in history.GENERATE_KEYS if k not in loaded.values and k != "randomize_seed"]
     kept = f" Not in the file, so unchanged: {', '.join(missing)}." if missing else ""
-    gr.Info(f"Loaded the {kind} settings of {name} into the Generate tab.{kept}", title="Settings loaded")
+    loaded_text = f"Loaded the {kind} settings of {safe_text(name, QUOTE_LIMIT)} into the Generate tab.{kept}"
+    gr.Info(escape_tags(loaded_text), title="Settings loaded")
+    if loaded.changed:
+        gr.Warning(escape_tags(" ".join(loaded.changed)), title="Changed on loading: settings that do not go together")
     if loaded.notes:
-        gr.Warning(" ".join(loaded.notes), title="Change before generating")
+        gr.Warning(escape_tags(" ".join(loaded.notes)), title="Change before generating")
 
 
 # --- Layout ---------------------------------------------------------------------------------------------------------
@@ -196,7 +208,7 @@ def send_selected(path: str | None, *, ctx: AppContext) -> list[Any]:
     try:
         loaded = history.load_settings(Path(path), ctx.spec)
     except ValueError as exc:
-        raise gr.Error(str(exc), title="No settings") from None
+        raise gr.Error(escape_tags(str(exc)), title="No settings") from None
     _announce(loaded, Path(path).name)
     return [*generate_updates(loaded), gr.Tabs(selected="generate")]
 
@@ -210,7 +222,7 @@ def load_png(file: str | None, *, ctx: AppContext) -> list[Any]:
     try:
         loaded = history.load_settings(Path(file), ctx.spec)
     except ValueError as exc:
-        raise gr.Error(str(exc), title="No settings loaded") from None
+        raise gr.Error(escape_tags(str(exc)), title="No settings loaded") from None
     _announce(loaded, name)
     return [*generate_updates(loaded), gr.Tabs(selected="generate")]
 

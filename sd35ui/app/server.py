@@ -3,11 +3,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
+from gradio import queueing
 
 from sd35ui.app.context import AppConfig
 
@@ -42,6 +44,7 @@ def launch(
 
     config.outputs.mkdir(parents=True, exist_ok=True)
     app.queue(max_size=config.queue_size, default_concurrency_limit=config.concurrency)
+    app._queue = JobsBoundQueue(app, config.queue_size, config.concurrency)  # a Stop is answered when it is full
     cache = CacheBound(app, cache_limit_bytes, cache_max_age_s)
     app.sd35ui_cache = cache  # for tests and tools: what the app keeps in Gradio's cache
     # Middleware must be given to the FastAPI app as Gradio creates it: Starlette refuses any added after start.
@@ -53,7 +56,8 @@ def launch(
     middleware.append(Middleware(CacheGuard, cache=cache))
     app_kwargs["middleware"] = middleware
     app_kwargs["lifespan"] = cache.lifespan(app_kwargs.get("lifespan"))
-    return app.launch(
+    block = not kwargs.pop("prevent_thread_lock", False)
+    served = app.launch(
         server_name=host,
         server_port=port,
         share=share,
@@ -63,8 +67,59 @@ def launch(
         max_file_size=MAX_UPLOAD_BYTES,
         mcp_server=mcp,
         app_kwargs=app_kwargs,
+        prevent_thread_lock=True,  # waited for below, not by Gradio
         **kwargs,
     )
+    if block:
+        serve_until_interrupted(app, cache)
+    return served
+
+
+def serve_until_interrupted(app: gr.Blocks, cache: CacheBound) -> None:
+    """Serve until Ctrl-C (or SIGTERM, which demo.py turns into one), then stop the way `app.close()` does, and
+    empty the app's part of the cache. Gradio's own wait (`Blocks.block_thread`) only closes the HTTP server on
+    Ctrl-C: the event streams of open pages and connected clients keep it waiting, Gradio gives up after 5 s, and the
+    process ends before the server's shutdown (`CacheBound.lifespan`) has deleted anything. `app.close()` ends those
+    streams first; the last prune is for a stream that still holds the server (a running job's)."""
+    import time
+
+    try:
+        while app.is_running:
+            time.sleep(0.1)
+    except KeyboardInterrupt:
+        logging.getLogger("sd35ui").info("Stopping the server")
+    app.close()
+    cache.prune(everything=True)
+
+
+class JobsBoundQueue(queueing.Queue):
+    """Gradio's queue, with its bound (`max_size`) on the jobs only. Gradio 6.31 checks `max_size` first thing in
+    `Queue.push`, for every event that comes through the queue, and gradio_client and /gradio_api/call/ send every
+    event through it, also those wired with `queue=False` (Stop, which the page calls outside the queue): with the
+    queue full, /stop got "Queue is full" and the job ran on to its end. Here such events are always admitted (they
+    take no GPU and finish at once; the page runs them with no bound at all), and jobs are refused as before.
+
+    Private Gradio API, kept to this class: the queue's constructor as `Blocks.queue()` calls it, and `push`'s
+    signature, result and `max_size` check, which this takes over (Gradio's own is off: `max_size=None`).
+    tests/app/test_stop.py checks it on every upgrade."""
+
+    def __init__(self, blocks: gr.Blocks, max_size: int, default_concurrency_limit: int) -> None:
+        # As Gradio 6.31's Blocks.queue(max_size=..., default_concurrency_limit=...) makes its queue
+        super().__init__(
+            live_updates=True,
+            concurrency_count=blocks.max_threads,
+            update_intervals=1,
+            max_size=None,
+            blocks=blocks,
+            default_concurrency_limit=default_concurrency_limit,
+        )
+        self.job_limit = max_size
+
+    async def push(self, body: Any, request: Any, username: str | None) -> tuple[bool, Any, str]:
+        fn = self.blocks.fns.get(body.fn_index) if body.fn_index is not None else None
+        if (fn is None or fn.queue) and len(self) >= self.job_limit:  # Gradio's check and words
+            return False, f"Queue is full. Max size is {self.job_limit} and size is {len(self)}.", "queue_full"
+        return await super().push(body, request, username)
 
 
 class CacheBound:
@@ -166,8 +221,6 @@ class CacheBound:
                     try:
                         await anyio.to_thread.run_sync(self.prune)
                     except Exception as exc:  # a cache that cannot be pruned must not stop the server
-                        import logging
-
                         logging.getLogger("sd35ui").warning("Could not prune Gradio's cache: %s", exc)
 
             task = asyncio.create_task(prune_on_schedule())

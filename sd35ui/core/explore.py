@@ -13,15 +13,19 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from PIL import Image
-
 from sd35ui.core import generate, metadata
-from sd35ui.core.settings import GenerationSettings
+from sd35ui.core.quoting import quoted
+from sd35ui.core.settings import PARAM, GenerationSettings, ModelSpec
 from sd35ui.core.sheet import (
+    MAX_AXIS_VALUES,
+    MAX_OUTER,
     SHEET_JSON_KEY,
     Axis,
     Cell,
@@ -33,7 +37,9 @@ from sd35ui.core.sheet import (
     cell_key,
     coords,
     explore_manifest,
+    make_spec,
     plan_sheet,
+    read_cell_image,
 )
 
 manifest = explore_manifest  # the explorer page's manifest of a sheet, written by `sheet.save_sheet`
@@ -92,81 +98,181 @@ def arrangement(spec: SheetSpec) -> tuple[list[int], dict[int, list[int]]]:
 # --- Resume ---------------------------------------------------------------------------------------------------------
 
 
+# A sheet cell's file name (`sheet.cell_file`): `<sheet>-r2c3.png` or `<sheet>-p2r2c3.png`. Names starting with a dot
+# (`storage.atomic_write_bytes`' temporary files, which may match the rest) are never cells.
+CELL_FILE = re.compile(r"^[^.].*-(?:p\d+)?r\d+c\d+\.png$")
+
+
 def reusable_cells(root: Path) -> dict[str, Path]:
-    """Every saved sheet cell under `root` by `cell_key`, read from the PNGs' text chunks without decoding them
-    (files that cannot be read are passed over). Newest last, so a key maps to its newest file."""
+    """Every saved sheet cell under `root` (one folder deep, as `storage.new_path` lays them out) by `cell_key`,
+    read from the PNGs' text chunks without decoding them. Newest last, so a key maps to its newest file. Symlinks
+    (to files or folders) are passed over, as History does: resume reads only what this app wrote. So is every
+    file that cannot be read, or that vanishes while the folder is read (another job's temporary file renamed)."""
     from sd35ui.core import history
 
     found: dict[str, Path] = {}
-    if not root.is_dir():
-        return found
-    for path in sorted(root.glob("*/*-*r*c*.png"), key=lambda p: p.stat().st_mtime_ns):
+    candidates: list[tuple[int, str]] = []
+    for folder in _entries(root):
+        if not folder.is_dir(follow_symlinks=False):
+            continue
+        for entry in _entries(Path(folder.path)):
+            try:
+                if CELL_FILE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    candidates.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
+            except OSError:  # gone since the folder was listed
+                continue
+    for _, path in sorted(candidates):
         try:
-            chunks = history.read_text_chunks(path)
+            chunks = history.read_text_chunks(Path(path))
             payload = json.loads(chunks[metadata.JSON_KEY])
             settings = GenerationSettings(**payload["settings"])
-            found[cell_key(settings, payload["model"], payload.get("recipe") or {})] = path
-        except (OSError, ValueError, KeyError, TypeError):
+            found[cell_key(settings, payload["model"], payload.get("recipe") or {})] = Path(path)
+        except (OSError, ValueError, KeyError, TypeError, RecursionError):
             continue
     return found
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of `folder`, or none when it cannot be listed (missing, not a folder, no permission)."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError:
+        return []
 
 
 # --- Loading a saved sheet ------------------------------------------------------------------------------------------
 
 
-def load_sheet(path: Path) -> SheetResult:
-    """A sheet PNG saved by sd35ui back into its (resolved) spec, with every cell whose file is still beside it.
-    Raises ValueError when the PNG is not one of our sheets."""
+class DamagedSheet(ValueError):
+    """A sheet PNG whose description cannot be read back into a sheet: the message says what is wrong."""
+
+    def __init__(self, problem: str) -> None:
+        super().__init__(
+            f"This sheet PNG's description is damaged or was not written by sd35ui: {problem}. Load a sheet PNG "
+            "saved by the Compare tab or the CLI, or make the sheet again."
+        )
+
+
+def load_sheet(path: Path, model: ModelSpec | None = None) -> SheetResult:
+    """A sheet PNG saved by sd35ui back into its spec and, where its cell files are beside it, its cells. The spec
+    is rebuilt by `spec_from_description`, i.e. by `sheet.make_spec`: a loaded sheet passes exactly the checks and
+    the size guard a new sheet passes, before anything is planned or drawn. Raises ValueError (`DamagedSheet`
+    for a description that cannot be read back) when the PNG is not one of our sheets."""
     from sd35ui.core import history
 
-    chunks = history.read_text_chunks(Path(path))
+    try:
+        chunks = history.read_text_chunks(Path(path))
+    except OSError as exc:  # gone, unreadable: a message, not the server's path in a traceback
+        raise ValueError(
+            f"Could not read {quoted(Path(path).name)}: {exc.strerror or type(exc).__name__}. Drop the file again."
+        ) from None
     if SHEET_JSON_KEY not in chunks:
         raise ValueError(
             "This PNG is not an sd35ui contact sheet (it has no sheet description); drop a sheet saved by the "
             "Compare tab, or load a single image's settings in the Generate tab."
         )
-    described = json.loads(chunks[SHEET_JSON_KEY])
-    spec = spec_from_description(described)
-    by_place = {(c["page"] if "page" in c else 0, c["row"], c["col"]): c for c in described.get("cells", [])}
+    try:
+        described = json.loads(chunks[SHEET_JSON_KEY])
+    except (ValueError, RecursionError):  # RecursionError: JSON nested thousands deep
+        raise DamagedSheet("it is not valid JSON") from None
+    spec = spec_from_description(described, model)
+    name = described.get("model")
+    name = name if isinstance(name, str) else ""
+    saved_cells = described.get("cells")
+    by_place: dict[tuple[int, int, int], Mapping[str, Any]] = {}
+    for saved in saved_cells if isinstance(saved_cells, list) else []:
+        if isinstance(saved, Mapping):
+            place = (saved.get("page", 0), saved.get("row"), saved.get("col"))
+            if all(isinstance(i, int) and not isinstance(i, bool) for i in place):
+                by_place.setdefault(place, saved)
     cells: list[CellResult] = []
     for cell in plan_sheet(spec):
         saved = by_place.get((cell.page, cell.row, cell.col))
-        file = cell_file(cell, Path(path))
-        if saved is None or not file.is_file():
+        if saved is None:
             continue
-        settings = GenerationSettings(**saved["settings"])
-        with Image.open(file) as image:
-            pixels = image.convert("RGB")
-        timings = {"total": float(saved.get("seconds", 0.0))}
-        made = generate.GenerationResult(pixels, settings, described.get("model", ""), timings, {})
-        cells.append(CellResult(dataclasses.replace(cell, settings=settings), made))
+        # The cell as planned from the checked spec, not the description's copy of its settings: the same
+        # settings for a sheet that is what it says, and nothing unchecked for one that is not.
+        pixels = read_cell_image(cell_file(cell, Path(path)), cell.settings)
+        if pixels is None:  # not beside the sheet (an upload comes alone), or not this cell's picture
+            continue
+        timings = {"total": _seconds(saved.get("seconds"))}
+        cells.append(CellResult(cell, generate.GenerationResult(pixels, cell.settings, name, timings, {})))
     stopped = len(cells) < spec.n_cells
-    return SheetResult(spec, described.get("model", ""), cells, stopped, float(described.get("seconds", 0.0)))
+    return SheetResult(spec, name, cells, stopped, _seconds(described.get("seconds")))
 
 
-def spec_from_description(described: Mapping[str, Any]) -> SheetSpec:
-    """The spec a sheet description (`sheet.sheet_description`) was made from."""
-    base_values = described.get("base") or {**described.get("fixed", {})}
+def _seconds(value: Any) -> float:
+    """A time read from a description: a finite number of seconds, else 0."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0:
+        return float(value)
+    return 0.0
+
+
+def spec_from_description(described: Any, model: ModelSpec | None = None) -> SheetSpec:
+    """The spec a sheet description (`sheet.sheet_description`) was made from, rebuilt through `sheet.make_spec`
+    from the axes' input text (`Axis.text`), so that it is parsed, validated and size-guarded exactly as a new
+    sheet is, against `model` (default: the model the description names). Raises ValueError: `DamagedSheet` when
+    the description is not shaped like ours, make_spec's own message when a setting or the size is refused."""
+    from sd35ui.core.pipeline import model_spec
+
+    if not isinstance(described, Mapping):
+        raise DamagedSheet("it is not a JSON object")
+    name = described.get("model")
+    model = model or model_spec(name if isinstance(name, str) else "")
+    base_values = described.get("base") or described.get("fixed") or {}
+    if not isinstance(base_values, Mapping):
+        raise DamagedSheet("its base settings are not a JSON object")
     if "prompt" not in base_values:  # sd35ui 0.2 wrote no base: a Prompt S/R sheet's first cell has the prompt
-        first = (described.get("cells") or [{}])[0].get("settings", {})
-        base_values = {**first, **base_values}
-    base = GenerationSettings(**base_values)
-
-    def axis(data: Mapping[str, Any] | None) -> Axis | None:
-        if not data:
-            return None
-        return Axis(axis_kind(data["type"]).key, tuple(data["values"]))
-
-    options = described.get("options", {})
-    x = axis(described["x"])
-    assert x is not None
-    return SheetSpec(
+        cells = described.get("cells")
+        first = cells[0] if isinstance(cells, list) and cells and isinstance(cells[0], Mapping) else {}
+        settings = first.get("settings")
+        base_values = {**(settings if isinstance(settings, Mapping) else {}), **base_values}
+    # Settings that this version does not know (a newer sd35ui's) are left out; every known one is checked.
+    base = GenerationSettings.validated(model, **{k: v for k, v in base_values.items() if k in PARAM})
+    outer = described.get("outer") or []
+    if not isinstance(outer, list):
+        raise DamagedSheet("its outer axes are not a list")
+    if len(outer) > MAX_OUTER:  # the same refusal as make_spec's, before reading any of them
+        raise ValueError(f"A sheet takes at most {MAX_OUTER} outer axes (four in all); this one has {len(outer)}.")
+    options = described.get("options") or {}
+    if not isinstance(options, Mapping):
+        raise DamagedSheet("its drawing options are not a JSON object")
+    x = _axis_input(described.get("x"), "X")
+    if x[0] is None:
+        raise DamagedSheet("it has no X axis")
+    return make_spec(
         base,
-        x,
-        axis(described.get("y")),
+        *x,
+        *_axis_input(described.get("y"), "Y"),
         show_times=bool(options.get("show_times", False)),
-        margin=int(options.get("margin", 0)),
+        margin=options.get("margin", 0),
         legend=bool(options.get("legend", True)),
         swap=bool(options.get("swap", False)),
-        outer=tuple(a for a in (axis(d) for d in described.get("outer", [])) if a is not None),
+        model=model,
+        outer=[_axis_input(axis, which) for which, axis in zip(("Z", "W"), outer)],
     )
+
+
+def _axis_input(data: Any, which: str) -> tuple[str | None, str]:
+    """One described axis (`Axis.to_dict`) as the (type, values text) a user would type, for `make_spec` to parse
+    and check; (None, "") for no axis."""
+    if not data:
+        return None, ""
+    if (
+        not isinstance(data, Mapping)
+        or not isinstance(data.get("type"), str)
+        or not isinstance(data.get("values"), list)
+    ):
+        raise DamagedSheet(f"its {which} axis is not a type with a list of values")
+    kind = axis_kind(data["type"], which)
+    values = data["values"]
+    if len(values) > MAX_AXIS_VALUES:  # make_spec would refuse it too, after reading every value
+        raise ValueError(f"{which} axis ({kind.label}) has {len(values)} values; the limit is {MAX_AXIS_VALUES}.")
+    numeric = kind.key in PARAM and PARAM[kind.key].kind in ("number", "seed")
+    for value in values:
+        plain = isinstance(value, str) or (numeric and isinstance(value, (int, float)) and not isinstance(value, bool))
+        if not plain:
+            wanted = "a number" if numeric else "text"
+            raise DamagedSheet(f"a value of its {which} axis ({kind.label}) is not {wanted}")
+    return kind.label, Axis(kind.key, tuple(values)).text()

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
 
 from sd35ui.core import metadata, storage
+from sd35ui.core.quoting import QUOTE_LIMIT, quoted, safe_text
 from sd35ui.core.settings import GENERATE_KEYS, PARAM, PARAMS, SD35_MEDIUM, GenerationSettings, ModelSpec
 
 PAGE_SIZE = 48  # gallery items per page: 8 rows of 6 thumbnails
@@ -86,6 +87,8 @@ class LoadedSettings:
     model: str | None
     parameters: str  # the settings as A1111 text, for display
     notes: list[str] = field(default_factory=list)  # values this app's model cannot use as they are
+    # settings valid alone but not together (`GenerationSettings.check_combination`), and what was loaded instead
+    changed: list[str] = field(default_factory=list)
 
 
 def entry_kind(path: Path) -> str:
@@ -161,10 +164,11 @@ def thumbnail(entry: Entry | Path, root: Path, size: int = THUMB_SIZE) -> Path:
     path = entry.path if isinstance(entry, Entry) else Path(entry)
     relative = Path(path).resolve().relative_to(Path(root).resolve())
     thumb = Path(root, THUMBS_DIR, relative).with_suffix(".webp")
+    name = safe_text(path.name, QUOTE_LIMIT)  # a file named by someone else, maybe in HTML
     try:
         source_mtime = path.stat().st_mtime_ns
     except OSError as exc:
-        raise ValueError(f"{path.name} could not be read ({exc.strerror or exc}).") from None
+        raise ValueError(f"{name} could not be read ({safe_text(exc.strerror or exc)}).") from None
     if thumb.is_file() and thumb.stat().st_mtime_ns >= source_mtime:
         return thumb
     try:
@@ -173,7 +177,7 @@ def thumbnail(entry: Entry | Path, root: Path, size: int = THUMB_SIZE) -> Path:
             image.thumbnail((size, size), reducing_gap=2.0)
             small = image.convert("RGB")
     except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"{path.name} could not be read as an image ({exc}).") from None
+        raise ValueError(f"{name} could not be read as an image ({safe_text(exc)}).") from None
     buffer = io.BytesIO()
     small.save(buffer, format="WEBP", quality=80)
     try:
@@ -227,7 +231,7 @@ def _text_chunk(kind: bytes, data: bytes, limit: int) -> tuple[str, str | None, 
     zTXt as Latin-1, iTXt as UTF-8. Compressed text over `limit` bytes is not decompressed further."""
     keyword, _, rest = data.partition(b"\0")
     key = keyword.decode("latin-1")
-    chunk = f"its {key[:79]!r} text chunk"  # keywords are 1 to 79 characters; a damaged chunk's may be longer
+    chunk = f"its {quoted(key, 79)} text chunk"  # keywords are 1 to 79 characters; a damaged chunk's may be longer
     too_long = f"{chunk} is too long (more than {limit / 2**20:.3g} MB of text)"
     damaged = f"{chunk} is damaged (its compressed text cannot be read)"
     if kind == b"tEXt":
@@ -261,7 +265,7 @@ def read_text_chunks(path: Path) -> dict[str, str]:
     """The text chunks of the PNG at `path` (`png_text_chunks`, no pixels decoded); ValueError if not a PNG."""
     with open(path, "rb") as f:
         if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
-            raise ValueError(f"{Path(path).name} is not a PNG.")
+            raise ValueError(f"{safe_text(Path(path).name, QUOTE_LIMIT)} is not a PNG.")
         return png_text_chunks(f)[0]
 
 
@@ -282,7 +286,7 @@ def png_text_chunks(f: BinaryIO) -> tuple[dict[str, str], list[str]]:
             problems.append("it ends before its last chunk (IEND): the file is cut short")
             break
         length, kind = struct.unpack(">I4s", head)
-        name = kind.decode("latin-1") if kind.isalpha() else repr(kind)
+        name = kind.decode("latin-1") if kind.isalpha() else quoted(kind)
         if kind == b"IEND":
             break
         if length >= 2**31:  # the PNG format's own limit
@@ -292,7 +296,7 @@ def png_text_chunks(f: BinaryIO) -> tuple[dict[str, str], list[str]]:
         if kind not in (b"tEXt", b"zTXt", b"iTXt") or length > limit + 80:  # 80: keyword and iTXt header
             if kind in (b"tEXt", b"zTXt", b"iTXt"):
                 key = f.read(80).partition(b"\0")[0].decode("latin-1")
-                problems.append(f"its {key!r} text chunk is too long ({length} bytes)")
+                problems.append(f"its {quoted(key, 79)} text chunk is too long ({length} bytes)")
                 length -= 80
             f.seek(length + 4, os.SEEK_CUR)  # data and CRC; past the end of the file, the next read says so
             continue
@@ -320,19 +324,20 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     that it is a PNG of sane size first, and never decodes its pixels (`png_text_chunks` reads text chunks stored
     after the image data too). Raises ValueError with a message for the user."""
     path = Path(path)
+    name = safe_text(path.name, QUOTE_LIMIT)  # a dropped file is named by whoever sent it, maybe in HTML
     try:
         size = path.stat().st_size
     except OSError as exc:
-        raise ValueError(f"Could not read {path.name}: {exc.strerror or exc}.") from None
+        raise ValueError(f"Could not read {name}: {safe_text(exc.strerror or exc)}.") from None
     if size > MAX_PNG_BYTES:
         raise ValueError(
-            f"{path.name} is {size / 2**20:.0f} MB; PNGs over {MAX_PNG_BYTES // 2**20} MB are not read. Drop the PNG "
+            f"{name} is {size / 2**20:.0f} MB; PNGs over {MAX_PNG_BYTES // 2**20} MB are not read. Drop the PNG "
             "that sd35ui or another Stable Diffusion tool saved."
         )
     with path.open("rb") as f:
         if f.read(len(PNG_SIGNATURE)) != PNG_SIGNATURE:
             raise ValueError(
-                f"{path.name} is not a PNG. Settings travel only in PNG text chunks: JPEG and WebP copies lose them. "
+                f"{name} is not a PNG. Settings travel only in PNG text chunks: JPEG and WebP copies lose them. "
                 "Drop the original PNG."
             )
         try:
@@ -341,15 +346,17 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
             f.seek(0)
             image = PngImagePlugin.PngImageFile(f)
         except ValueError as exc:  # PIL's limits on text: 1 MB a compressed chunk, 64 MB in all
-            raise ValueError(f"The settings in {path.name} could not be read: its text is too long ({exc}).") from None
+            too_long = f"The settings in {name} could not be read: its text is too long ({safe_text(exc)})."
+            raise ValueError(too_long) from None
         except (OSError, SyntaxError) as exc:
-            raise ValueError(f"{path.name} is a damaged PNG and could not be read ({exc}).") from None
+            raise ValueError(f"{name} is a damaged PNG and could not be read ({safe_text(exc)}).") from None
         _check_pixels(image)
         f.seek(len(PNG_SIGNATURE))
         text, problems = png_text_chunks(f)
     wanted = {metadata.JSON_KEY, metadata.PARAMETERS_KEY}
     if not wanted & set(text) and problems:
-        raise ValueError(f"The settings in {path.name} could not be read: {'; '.join(dict.fromkeys(problems))}.")
+        problem = "; ".join(dict.fromkeys(problems))  # each quotes the file's text with `quoted`
+        raise ValueError(f"The settings in {name} could not be read: {problem}.")
     if not wanted & set(text):
         return metadata.read_png_metadata(_Info(text)), text  # raises its "no settings" message
     try:
@@ -357,7 +364,8 @@ def read_metadata(path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     except metadata.TextTooLong:
         raise
     except (ValueError, KeyError, TypeError, AttributeError) as exc:  # malformed JSON or A1111 fields
-        raise ValueError(f"The settings stored in {path.name} could not be understood ({exc}).") from None
+        # the error quotes the file (a key, a value that is not a number) as Python does: `safe_text` makes it safe
+        raise ValueError(f"The settings stored in {name} could not be understood ({safe_text(exc)}).") from None
 
 
 class _Info:
@@ -367,22 +375,13 @@ class _Info:
         self.info = info
 
 
-def _shown(value: Any, length: int = 40) -> str:
-    """`value` for a note, cut to `length` characters (ints of 4300 digits or more cannot even be shown)."""
-    try:
-        text = repr(value) if not isinstance(value, int) or abs(value) < 10**length else f"a number over 10**{length}"
-    except RecursionError:  # JSON nested almost as deeply as Python allows
-        text = "a deeply nested value"
-    return text if len(text) <= length else text[: length - 1] + "…"
-
-
 def _choice_or_note(key: str, value: Any, notes: list[str]) -> str | None:
     """`value` as one of the setting's choices, else None with a line in `notes` (another tool's sampler)."""
     try:
         return PARAM[key].choice(value)
     except ValueError:
         choices = ", ".join(PARAM[key].choices)
-        notes.append(f"The PNG's {key}, {_shown(value)}, is not one this app has ({choices}); it was left unchanged.")
+        notes.append(f"The PNG's {key}, {quoted(value)}, is not one this app has ({choices}); it was left unchanged.")
         return None
 
 
@@ -401,13 +400,13 @@ def _number_or_note(key: str, value: Any, notes: list[str], spec: ModelSpec = SD
     label = key.replace("_", " ")
     finite = isinstance(value, int) or (isinstance(value, float) and math.isfinite(value))  # ints of any size
     if isinstance(value, bool) or not finite:
-        notes.append(f"The PNG's {label} is {_shown(value)}, not a number; it was left unchanged.")
+        notes.append(f"The PNG's {label} is {quoted(value)}, not a number; it was left unchanged.")
         return None
     rng = PARAM[key].range_for(spec)
     if not rng.minimum <= value <= rng.maximum:  # exact for ints of any size
         where = f" for {spec.name}" if key in ("width", "height") else ""
         notes.append(
-            f"The PNG's {label}, {_shown(value)}, is outside the valid range {rng.describe()}{where}; "
+            f"The PNG's {label}, {quoted(value)}, is outside the valid range {rng.describe()}{where}; "
             "it was left unchanged."
         )
         return None
@@ -469,6 +468,44 @@ def check_values(values: dict[str, Any], spec: ModelSpec = SD35_MEDIUM) -> list[
     return notes
 
 
+# What a loaded setting that does not go with the others is replaced by, tried in order, and how the change is told:
+# a schedule other than Default needs the Euler sampler (DPM++ 2M and Heun space their own steps), so the file's
+# sampler is kept and its schedule made Default; skip-layer guidance that stops before it starts is loaded off.
+COMBINATION_FALLBACKS: tuple[tuple[str, Any, str], ...] = (
+    ("schedule", "Default", "the Default schedule"),
+    ("slg_scale", 0.0, "skip-layer guidance off (scale 0)"),
+)
+
+
+def _combination_problem(values: dict[str, Any]) -> str | None:
+    """Why the loaded `values` (with the settings' defaults for the rest) do not go together, or None."""
+    given = {key: value for key, value in values.items() if key in PARAM}
+    try:
+        GenerationSettings(**{"prompt": "x", **given}).check_combination()
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def combine_values(values: dict[str, Any]) -> list[str]:
+    """Make loaded `values` go together as Generate checks them (`GenerationSettings.check_combination`), in place:
+    a setting of COMBINATION_FALLBACKS that is part of the problem gets its fallback. Returns a line per change,
+    saying what was wrong and what was loaded instead; raises ValueError when that does not help (nothing loaded)."""
+    changed: list[str] = []
+    for key, fallback, shown in COMBINATION_FALLBACKS:
+        problem = _combination_problem(values)
+        if problem is None:
+            break
+        if key in values and values[key] != fallback and _combination_problem({**values, key: fallback}) != problem:
+            label = PARAM[key].label.lower()
+            changed.append(f"{problem} Loaded {shown} in place of the PNG's {label}, {quoted(values[key])}.")
+            values[key] = fallback
+    problem = _combination_problem(values)
+    if problem is not None:
+        raise ValueError(f"The PNG's settings do not go together, so none were loaded. {problem}")
+    return changed
+
+
 def load_settings(path: Path, spec: ModelSpec = SD35_MEDIUM) -> LoadedSettings:
     """Settings from a PNG (ours or A1111-style) as Generate-tab values, with notes on values that need changing
     for `spec`. Raises ValueError with a message for the user."""
@@ -484,7 +521,8 @@ def load_settings(path: Path, spec: ModelSpec = SD35_MEDIUM) -> LoadedSettings:
         except RecursionError:  # nested too deeply to indent (read_metadata parsed it, so it is JSON)
             parameters = text[metadata.JSON_KEY]
     model = model if isinstance(model, str) else None
-    return LoadedSettings(values, meta["source"], model, parameters, notes + check_values(values, spec))
+    changed = combine_values(values)
+    return LoadedSettings(values, meta["source"], model, parameters, notes + check_values(values, spec), changed)
 
 
 def caption(entry: Entry, prompt: str | None = None, length: int = 60) -> str:

@@ -16,6 +16,8 @@ import random
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from sd35ui.core.quoting import quoted
+
 SIZE_MULTIPLE = 16  # VAE downscale 8 x transformer patch size 2: latents must tile into whole patches
 MAX_SEED = 2**31 - 1  # the range the official SD3.5 Space and A1111 use, so seeds are portable between tools
 MAX_PROMPT_CHARS = 2000  # CLIP reads 77 tokens and T5 256; far longer text is a mistake or an attack
@@ -155,7 +157,7 @@ class Param:
         for choice in self.choices:
             if choice.casefold() == name:
                 return choice
-        raise ValueError(f"{self.label} ({self.name}) is {value!r}; choose one of {', '.join(self.choices)}.")
+        raise ValueError(f"{self.label} ({self.name}) is {quoted(value)}; choose one of {', '.join(self.choices)}.")
 
     def range_for(self, spec: ModelSpec) -> Range:
         if self.kind == "size":
@@ -325,23 +327,25 @@ RANGES: dict[str, Range] = {p.name: p.range for p in PARAMS if p.range is not No
 def _number(field: str, value: Any, rng: Range) -> float:
     """Coerce `value` to a finite number in `rng`, or raise a ValueError naming the field, value and range."""
     if isinstance(value, bool):
-        raise ValueError(f"{rng.label} ({field}) must be a number, got {value!r}. Valid range: {rng.describe()}.")
+        raise ValueError(
+            f"{rng.label} ({field}) must be a number, got {quoted(value)}. Valid range: {rng.describe()}."
+        )
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{rng.label} ({field}) must be a number, got {value!r}. Valid range: {rng.describe()}."
+            f"{rng.label} ({field}) must be a number, got {quoted(value)}. Valid range: {rng.describe()}."
         ) from None
     if not math.isfinite(number):
         raise ValueError(
-            f"{rng.label} ({field}) must be a finite number, got {value!r}. Valid range: {rng.describe()}."
+            f"{rng.label} ({field}) must be a finite number, got {quoted(value)}. Valid range: {rng.describe()}."
         )
     if rng.integer and number != int(number):
         raise ValueError(
-            f"{rng.label} ({field}) must be a whole number, got {value!r}. Valid range: {rng.describe()}."
+            f"{rng.label} ({field}) must be a whole number, got {quoted(value)}. Valid range: {rng.describe()}."
         )
     if not rng.minimum <= number <= rng.maximum:
-        raise ValueError(f"{rng.label} ({field}) is {value!r}, outside the valid range {rng.describe()}.")
+        raise ValueError(f"{rng.label} ({field}) is {quoted(value)}, outside the valid range {rng.describe()}.")
     return number
 
 
@@ -372,7 +376,7 @@ def check_layers(field: str, value: Any, spec: ModelSpec) -> str:
     layers = set()
     for word in words:
         if not word.strip().isdigit():
-            raise ValueError(f"Skipped layers ({field}): cannot read {word!r}; use {valid}, like 7, 8, 9.")
+            raise ValueError(f"Skipped layers ({field}): cannot read {quoted(word)}; use {valid}, like 7, 8, 9.")
         layer = int(word)
         if layer > last:
             raise ValueError(f"Skipped layers ({field}): there is no layer {layer}; use {valid}.")
@@ -418,7 +422,7 @@ def check_flag(field: str, value: Any) -> bool:
         return bool(value)
     if isinstance(value, str) and value.strip().lower() in _TRUE + _FALSE:
         return value.strip().lower() in _TRUE
-    raise ValueError(f"{field.replace('_', ' ').capitalize()} must be true or false, got {value!r}.")
+    raise ValueError(f"{field.replace('_', ' ').capitalize()} must be true or false, got {quoted(value)}.")
 
 
 def random_seed() -> int:
@@ -452,7 +456,7 @@ class GenerationSettings:
         that is not given takes its default (`Param.default_for`; the prompt is required)."""
         unknown = set(values) - set(PARAM)
         if unknown:
-            raise ValueError(f"Unknown setting(s): {', '.join(sorted(unknown))}.")
+            raise ValueError(f"Unknown setting(s): {', '.join(quoted(name) for name in sorted(map(str, unknown)))}.")
         out = {p.name: p.check(values[p.name] if p.name in values else p.default_for(spec), spec) for p in PARAMS}
         return cls(**out).check_combination()
 

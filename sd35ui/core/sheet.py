@@ -25,6 +25,7 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from sd35ui.core import explorer_page, generate, grid, metadata, storage
+from sd35ui.core.quoting import quoted, safe_text
 from sd35ui.core.settings import (
     PARAM,
     PARAMS,
@@ -94,7 +95,7 @@ def axis_kind(name: str, which: str = "X") -> AxisKind:
     for kind in AXIS_KINDS.values():
         if wanted in kind.aliases:
             return kind
-    raise ValueError(f"{which} axis: unknown type {name!r}. Choose one of: {', '.join(AXIS_CHOICES)}.")
+    raise ValueError(f"{which} axis: unknown type {quoted(name)}. Choose one of: {', '.join(AXIS_CHOICES)}.")
 
 
 def format_value(value: Any) -> str:
@@ -167,9 +168,16 @@ def size_of(value: str) -> tuple[int, int]:
 
 
 def _split(text: str) -> list[str]:
-    """Comma-separated items; double quotes keep commas inside an item (`"a, b", c`)."""
+    """Comma-separated items; double quotes keep commas inside an item (`"a, b", c`). ValueError for an item
+    longer than the csv module reads (131,072 characters)."""
     rows = csv.reader(io.StringIO(text), skipinitialspace=True)
-    return [item.strip() for row in rows for item in row]
+    try:
+        return [item.strip() for row in rows for item in row]
+    except csv.Error:
+        raise ValueError(
+            f"a value is longer than {csv.field_size_limit():,} characters; shorten it (a prompt is read up to "
+            "a few hundred words)."
+        ) from None
 
 
 def _expand(item: str, which: str, label: str) -> list[float]:
@@ -182,13 +190,13 @@ def _expand(item: str, which: str, label: str) -> list[float]:
     bounds = [float(number) for number in re.findall(_NUM, compact)]
     if not all(math.isfinite(number) and abs(number) < 1e15 for number in bounds):
         shown = item if len(item) <= 40 else item[:40] + "…"
-        raise ValueError(f"{which} axis ({label}): a number in {shown!r} is too large; use values in its range.")
+        raise ValueError(f"{which} axis ({label}): a number in {quoted(shown)} is too large; use values in its range.")
     match = _COUNT_RANGE.match(compact)
     if match:
         start, end, count = float(match[1]), float(match[2]), int(match[3])
         if not 1 <= count <= MAX_AXIS_VALUES:
             raise ValueError(
-                f"{which} axis ({label}): {item!r} asks for {count} values; use 1 to {MAX_AXIS_VALUES} per axis."
+                f"{which} axis ({label}): {quoted(item)} asks for {count} values; use 1 to {MAX_AXIS_VALUES} per axis."
             )
         if count == 1:
             return [start]
@@ -200,20 +208,21 @@ def _expand(item: str, which: str, label: str) -> list[float]:
         if match[3] == "-":
             step = -step
         if step == 0:
-            raise ValueError(f"{which} axis ({label}): the step in {item!r} is 0; use a step like (+10).")
+            raise ValueError(f"{which} axis ({label}): the step in {quoted(item)} is 0; use a step like (+10).")
         if (end - start) * step < 0:
             sign = "-" if end < start else "+"
             raise ValueError(
-                f"{which} axis ({label}): {item!r} steps away from its end; write the step as ({sign}{abs(step):g})."
+                f"{which} axis ({label}): {quoted(item)} steps away from its end; write the step as "
+                f"({sign}{abs(step):g})."
             )
         count = math.floor((end - start) / step + 1e-9) + 1
         if count > MAX_AXIS_VALUES:
             raise ValueError(
-                f"{which} axis ({label}): {item!r} makes {count} values; the limit is {MAX_AXIS_VALUES} per axis. "
-                "Use a bigger step or a range by count like `a-b[8]`."
+                f"{which} axis ({label}): {quoted(item)} makes {count} values; the limit is {MAX_AXIS_VALUES} per "
+                "axis. Use a bigger step or a range by count like `a-b[8]`."
             )
         return [start + step * i for i in range(count)]
-    raise ValueError(f"{which} axis ({label}): cannot read {item!r}. Use {FORMAT_HELP}.")
+    raise ValueError(f"{which} axis ({label}): cannot read {quoted(item)}. Use {FORMAT_HELP}.")
 
 
 def parse_axis(name: str, text: str, which: str = "X") -> Axis:
@@ -224,8 +233,12 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
     kind = axis_kind(name, which)
     label = kind.label
     text = "" if text is None else str(text)
+    try:
+        items = _split(text)
+    except ValueError as exc:
+        raise ValueError(f"{which} axis ({label}): {exc}") from None
     if kind.key in TEXT_AXES:
-        values = _split(text)
+        values = items
         if not values or not values[0]:
             example = '`red, blue, "deep green"`' if kind.key == "prompt" else '`blurry, "", "blurry, lowres"`'
             raise ValueError(
@@ -234,7 +247,6 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
         if len(values) > MAX_AXIS_VALUES:
             raise ValueError(f"{which} axis ({label}) has {len(values)} values; the limit is {MAX_AXIS_VALUES}.")
         return Axis(kind.key, tuple(values))
-    items = _split(text)
     if kind.key == "size":
         return _size_axis(items, which)
     if PARAM[kind.key].kind == "choice":
@@ -248,7 +260,7 @@ def parse_axis(name: str, text: str, which: str = "X") -> Axis:
     numbers: list[float] = []
     for item in items:
         if not item:
-            raise ValueError(f"{which} axis ({label}): an empty value between commas in {text!r}.")
+            raise ValueError(f"{which} axis ({label}): an empty value between commas in {quoted(text)}.")
         expanded = _expand(item, which, label)
         for number in expanded:
             if rng.integer and len(expanded) > 1 and _COUNT_RANGE.match(item):
@@ -299,8 +311,8 @@ def _size_axis(items: list[str], which: str) -> Axis:
         match, ratio = _SIZE.match(item), _RATIO.match(item)
         if match is None and ratio is None:
             raise ValueError(
-                f"{which} axis (Size): cannot read {item!r}; write a size as WIDTHxHEIGHT (`1344x768`) or an aspect "
-                "ratio (`16:9`)."
+                f"{which} axis (Size): cannot read {quoted(item)}; write a size as WIDTHxHEIGHT (`1344x768`) or an "
+                "aspect ratio (`16:9`)."
             )
         values.append(f"{int(match[1])}x{int(match[2])}" if match else f"{int(ratio[1])}:{int(ratio[2])}")
     if len(set(values)) < len(values):
@@ -370,16 +382,17 @@ def check_axis(axis: Axis, base: GenerationSettings, which: str = "X", model: Mo
     if axis.kind == "negative":
         if find not in base.negative_prompt:
             raise ValueError(
-                f"{which} axis (Negative S/R): the text to find, {find!r}, is not in the negative prompt. The first "
-                "value is the text to replace and must appear in the negative prompt exactly (case and spaces count)."
+                f"{which} axis (Negative S/R): the text to find, {quoted(find)}, is not in the negative prompt. The "
+                "first value is the text to replace and must appear in the negative prompt exactly (case and spaces "
+                "count)."
             )
         for value in axis.values:
             check_prompt("negative_prompt", base.negative_prompt.replace(find, value), required=False)
         return
     if find not in base.prompt and find not in base.negative_prompt:
         raise ValueError(
-            f"{which} axis (Prompt S/R): the text to find, {find!r}, is not in the prompt. The first value is the "
-            "text to replace and must appear in the prompt exactly (case and spaces count)."
+            f"{which} axis (Prompt S/R): the text to find, {quoted(find)}, is not in the prompt. The first value is "
+            "the text to replace and must appear in the prompt exactly (case and spaces count)."
         )
     for value in axis.values:
         check_prompt("prompt", base.prompt.replace(find, value), required=True)
@@ -452,9 +465,13 @@ def make_spec(
     swap: bool = False,
     model: ModelSpec = SD35_MEDIUM,
     outer: Sequence[tuple[str | None, str | None]] = (),
+    max_cells: int = MAX_CELLS,
+    max_pixels: int = MAX_SHEET_PIXELS,
 ) -> SheetSpec:
-    """Parse and validate a sheet from loosely typed input (UI, CLI). `y_type` None, "" or "None": one axis.
-    `outer`: up to two more (type, values) axes, each a sub-sheet per value; a None or "None" type is left out.
+    """Parse, validate and guard a sheet from loosely typed input (UI, API, CLI, a loaded sheet's description):
+    the one way a sheet spec is made. `y_type` None, "" or "None": one axis. `outer`: up to two more (type, values)
+    axes, each a sub-sheet per value; a None or "None" type is left out. The size guard (`check_sheet`) runs last,
+    so a spec returned here is within `max_cells` and `max_pixels`.
 
     The seed is fixed here (drawn at random when `base.seed` is None) so the spec says exactly what will run."""
     base = base.validate(model)
@@ -472,10 +489,12 @@ def make_spec(
     whole = isinstance(margin, (int, float)) and not isinstance(margin, bool) and float(margin).is_integer()
     if not whole or not 0 <= margin <= MAX_MARGIN:
         raise ValueError(
-            f"The margin between cells must be a whole number of pixels from 0 to {MAX_MARGIN}, got {margin!r}."
+            f"The margin between cells must be a whole number of pixels from 0 to {MAX_MARGIN}, got {quoted(margin)}."
         )
     options = {"show_times": bool(show_times), "margin": int(margin), "legend": bool(legend), "swap": bool(swap)}
-    return SheetSpec(base, x, y, **options, outer=outer_axes).resolved()
+    spec = SheetSpec(base, x, y, **options, outer=outer_axes).resolved()
+    check_sheet(spec, max_cells, max_pixels)
+    return spec
 
 
 def _is_none(axis_type: Any) -> bool:
@@ -558,7 +577,7 @@ def check_sheet(spec: SheetSpec, max_cells: int = MAX_CELLS, max_pixels: int = M
         try:
             cell.settings.check_combination()
         except ValueError as exc:
-            raise ValueError(f"Cell {cell_name(spec, cell)}: {exc}") from None
+            raise ValueError(f"Cell {safe_text(cell_name(spec, cell))}: {exc}") from None
     pixels = sum(cell.settings.width * cell.settings.height for cell in cells)
     if pixels > max_pixels:
         w, h = spec.base.width, spec.base.height
@@ -600,6 +619,7 @@ class CellResult:
     cell: Cell
     result: generate.GenerationResult  # image, exact settings, model, timings (seconds)
     reused: bool = False  # read from a cell saved earlier with the same settings, model and recipe (resume)
+    source: Path | None = None  # the file a reused cell was read from (`save_cell` links to it, writes nothing)
 
     @property
     def image(self) -> Image.Image:
@@ -677,13 +697,32 @@ def cell_key(settings: GenerationSettings, model: str, recipe: Mapping[str, Any]
     return json.dumps([settings.to_dict(), model, dict(recipe)], sort_keys=True)
 
 
-def reused_cell(cell: Cell, path: Path, model: str, recipe: Mapping[str, Any]) -> CellResult:
-    """A cell read back from `path` (found by `reusable_cells`) instead of generated."""
-    with Image.open(path) as image:
-        pixels = image.convert("RGB")
+def read_cell_image(path: Path, settings: GenerationSettings) -> Image.Image | None:
+    """The RGB pixels of a saved cell, or None when the file is not a picture of exactly `settings`' size that
+    decodes whole (gone, a symlink, another size, a forged header, a damaged or oversized chunk): such a cell is
+    made again, never used. The size is checked from the header, before any pixel is decoded."""
+    if path.is_symlink():  # resume and loading read only what this app wrote, never what a link points at
+        return None
+    try:
+        with Image.open(path) as image:
+            if image.format != "PNG" or image.size != (settings.width, settings.height):
+                return None
+            return image.convert("RGB")
+    # Pillow reports a bad file as OSError, ValueError (a text chunk over its limit), SyntaxError, EOFError,
+    # struct.error, zlib.error or DecompressionBombError: every one means "make this cell again".
+    except Exception:
+        return None
+
+
+def reused_cell(cell: Cell, path: Path, model: str, recipe: Mapping[str, Any]) -> CellResult | None:
+    """A cell read back from `path` (found by `reusable_cells`) instead of generated, or None when that file cannot
+    stand for it (`read_cell_image`)."""
+    pixels = read_cell_image(path, cell.settings)
+    if pixels is None:
+        return None
     timings = {"encode": 0.0, "denoise": 0.0, "decode": 0.0, "total": 0.0}
     made = generate.GenerationResult(pixels, cell.settings, model, timings, dict(recipe))
-    return CellResult(cell, made, reused=True)
+    return CellResult(cell, made, reused=True, source=Path(path))
 
 
 def run_sheet(
@@ -788,11 +827,8 @@ def take_reused(
     left = []
     for cell in cells:
         path = reuse.get(cell_key(cell.settings, model, recipe))
-        try:
-            done = reused_cell(cell, path, model, recipe) if path is not None else None
-        except OSError:  # deleted or damaged since it was found: make it again
-            done = None
-        if done is None:
+        done = reused_cell(cell, path, model, recipe) if path is not None else None
+        if done is None:  # none saved, or deleted, damaged or of another size since: make it again
             left.append(cell)
             continue
         result.cells.append(done)
@@ -1220,9 +1256,15 @@ def cell_file(cell: Cell, sheet_path: Path) -> Path:
 
 def save_cell(done: CellResult, sheet_path: Path) -> Path:
     """Write one finished cell (with its own exact settings) beside the sheet it belongs to, atomically, so a
-    stopped or crashed sheet keeps every cell made so far."""
-    info = metadata.result_png_info(done.result)
-    return storage.save_png(done.image, info, cell_path(done, sheet_path))
+    stopped or crashed sheet keeps every cell made so far. A reused cell is not written again: its name beside
+    this sheet is a hard link to the file it was read from (`storage.link_or_copy`), so the sheet's folder stays
+    whole while resumed sheets add no bytes, and the link never counts as a newer copy."""
+    path = cell_path(done, sheet_path)
+    if done.source is not None:
+        if done.source.resolve() == path.resolve():
+            return path
+        return storage.link_or_copy(done.source, path, "The sheet cell")
+    return storage.save_png(done.image, metadata.result_png_info(done.result), path)
 
 
 def save_sheet(
@@ -1234,7 +1276,7 @@ def save_sheet(
     in generation order, zip path)."""
     sheet_path = sheet_path or storage.new_path("sheet", result.spec.base.seed, root)
     sheet_bytes = storage.png_bytes(result.image(), sheet_png_info(result))
-    storage.atomic_write_bytes(sheet_path, sheet_bytes)
+    storage.save_bytes(sheet_path, sheet_bytes, "The sheet")
     cell_paths: list[Path] = []
     members: list[tuple[str, bytes]] = [(sheet_path.name, sheet_bytes)]
     for done in sorted(result.cells, key=lambda d: d.cell.index):
@@ -1244,11 +1286,11 @@ def save_sheet(
         cell_paths.append(path)
         members.append((path.name, path.read_bytes()))
     page = explorer_page.explorer_html(explore_manifest(result, sheet_path)).encode("utf-8")
-    storage.atomic_write_bytes(sheet_path.with_suffix(".html"), page)  # the explorer, beside the cells
+    storage.save_bytes(sheet_path.with_suffix(".html"), page, "The sheet's explorer page")  # beside the cells
     members.append((explorer_page.PAGE_NAME, page))
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_STORED) as archive:  # PNGs are already compressed
         for name, data in members:
             archive.writestr(name, data)
-    zip_path = storage.atomic_write_bytes(sheet_path.with_suffix(".zip"), buffer.getvalue())
+    zip_path = storage.save_bytes(sheet_path.with_suffix(".zip"), buffer.getvalue(), "The sheet's zip")
     return sheet_path, cell_paths, zip_path

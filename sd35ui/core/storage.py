@@ -6,6 +6,7 @@ import datetime as _dt
 import io
 import os
 import secrets
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -57,12 +58,41 @@ class SaveError(OSError):
 
 
 def save_png(image: Image.Image, info: PngImagePlugin.PngInfo | None, path: Path) -> Path:
+    return save_bytes(path, png_bytes(image, info))
+
+
+def save_bytes(path: Path, data: bytes, what: str = "The image") -> Path:
+    """`atomic_write_bytes`, with a failure (a full disk, a read-only folder) raised as a `SaveError` that says
+    what was not saved and what to do."""
     try:
-        return atomic_write_bytes(path, png_bytes(image, info))
+        return atomic_write_bytes(path, data)
     except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise SaveError(
-            exc.errno,
-            f"The image was made but could not be saved as {path.name}: {reason}. Free disk space in the outputs "
-            "folder, or restart the app with --outputs pointing to a writable folder.",
-        ) from exc
+        raise _save_error(exc, what, path) from exc
+
+
+def link_or_copy(source: Path, path: Path, what: str = "The image") -> Path:
+    """`path` as the same file as `source`: a hard link (no new bytes on disk, and `source`'s modification time,
+    so it is never "newer" than the file it repeats), or where the file system has none a copy with `source`'s
+    times. Atomic like `atomic_write_bytes`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{secrets.token_hex(8)}{path.suffix}")
+    try:
+        try:
+            os.link(source, tmp)
+        except OSError:
+            tmp.write_bytes(Path(source).read_bytes())
+            shutil.copystat(source, tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise _save_error(exc, what, path) from exc
+    return path
+
+
+def _save_error(exc: OSError, what: str, path: Path) -> SaveError:
+    reason = exc.strerror or type(exc).__name__
+    return SaveError(
+        exc.errno,
+        f"{what} was made but could not be saved as {path.name}: {reason}. Free disk space in the outputs "
+        "folder, or restart the app with --outputs pointing to a writable folder.",
+    )

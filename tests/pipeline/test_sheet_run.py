@@ -97,7 +97,7 @@ def test_each_text_is_encoded_once_per_sheet(pipe, encoder_calls):
 
 def test_guard_refuses_before_generating(pipe, encoder_calls):
     steps = []
-    too_big = sheet.make_spec(BASE, "Seed", "1-9", "Steps", "1-8", model=TINY)
+    too_big = sheet.make_spec(BASE, "Seed", "1-9", "Steps", "1-8", model=TINY, max_cells=72)  # past the default
     with pytest.raises(ValueError, match="72 cells"):
         sheet.run_sheet(pipe, too_big, on_progress=lambda *p: steps.append(p), cache=generate.PromptCache())
     with pytest.raises(ValueError, match="megapixels"):

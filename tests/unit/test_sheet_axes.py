@@ -160,16 +160,18 @@ def test_base_settings_are_validated():
 
 
 def test_guard_refuses_too_many_cells():
-    spec = sheet.make_spec(BASE.replace(width=256, height=256), "seed", "1-9", "steps", "1-8")
+    small = BASE.replace(width=256, height=256)
     with pytest.raises(ValueError, match=r"This sheet has 72 cells \(9 x 8\); the limit is 64"):
-        sheet.check_sheet(spec)
+        sheet.make_spec(small, "seed", "1-9", "steps", "1-8")  # make_spec guards every spec it makes
+    spec = sheet.make_spec(small, "seed", "1-9", "steps", "1-8", max_cells=72)
+    with pytest.raises(ValueError, match=r"This sheet has 72 cells \(9 x 8\); the limit is 64"):
+        sheet.check_sheet(spec)  # and run_sheet guards again whatever it is handed
     sheet.check_sheet(spec, max_cells=72)
 
 
 def test_guard_refuses_too_many_pixels():
-    spec = sheet.make_spec(BASE.replace(width=1440, height=1440), "seed", "1-8", "steps", "1-5")
     with pytest.raises(ValueError) as error:
-        sheet.check_sheet(spec)
+        sheet.make_spec(BASE.replace(width=1440, height=1440), "seed", "1-8", "steps", "1-5")
     message = str(error.value)
     assert (
         "40 cells of 1440x1440 hold 79.1 megapixels; the limit is 64.0 megapixels (32 cells at this size)" in message
