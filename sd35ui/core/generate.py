@@ -8,8 +8,10 @@ distinct prompt, decoding as cells finish). A stop signal is checked after every
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,8 +24,13 @@ from sd35ui.core.settings import GenerationSettings
 StepCallback = Callable[[int, int], None]  # (steps done, total steps)
 PROMPT_CACHE_SIZE = 32
 
+# State kept per pipeline lives beside it, keyed by the pipeline object in weak dictionaries: released with the
+# pipeline, and never handed to another. (Keyed by id(pipe) it was neither: an id is reused by the next object at
+# that address, so a new pipeline could get the old one's lock, residency and cached embeddings.)
 # The pipeline's scheduler keeps per-call state, so one pipeline runs one generation at a time.
-_pipe_locks: dict[int, threading.Lock] = {}
+_pipe_locks: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_pipe_numbers: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_numbers = itertools.count()
 _locks_guard = threading.Lock()
 
 
@@ -37,7 +44,16 @@ class GenerationOutOfMemory(RuntimeError):
 
 def pipe_lock(pipe: Any) -> threading.Lock:
     with _locks_guard:
-        return _pipe_locks.setdefault(id(pipe), threading.Lock())
+        return _pipe_locks.setdefault(pipe, threading.Lock())
+
+
+def pipe_number(pipe: Any) -> int:
+    """A number no other pipeline of this process gets, not even one made later at the same address: what caches
+    that outlive a pipeline (`PromptCache`) key it by."""
+    with _locks_guard:
+        if pipe not in _pipe_numbers:
+            _pipe_numbers[pipe] = next(_numbers)
+        return _pipe_numbers[pipe]
 
 
 @dataclass(frozen=True)
@@ -86,7 +102,7 @@ class PromptCache:
 
     def text(self, pipe: Any, text: str) -> tuple[Any, Any]:
         """(embeddings, pooled embeddings) of one text."""
-        key = (id(pipe), text)
+        key = (pipe_number(pipe), text)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -386,7 +402,8 @@ class _Residency:
     vae_prev: Any | None  # what it was linked to
 
 
-_resident: dict[int, _Residency] = {}  # by id(pipe); changed only under the pipeline's lock
+# By pipeline, weakly (see `_pipe_locks`); changed only under the pipeline's lock.
+_resident: weakref.WeakKeyDictionary[Any, _Residency] = weakref.WeakKeyDictionary()
 
 
 def offloads_models(pipe: Any) -> bool:
@@ -433,10 +450,10 @@ def resident_models(pipe: Any) -> Iterator[None]:
         yield
         return
     with pipe_lock(pipe):
-        residency = _resident.get(id(pipe))
+        residency = _resident.get(pipe)
         if residency is None:
             vae_hook = _offload_hook(pipe, getattr(pipe, "vae", None))
-            residency = _resident[id(pipe)] = _Residency(0, vae_hook, getattr(vae_hook, "prev_module_hook", None))
+            residency = _resident[pipe] = _Residency(0, vae_hook, getattr(vae_hook, "prev_module_hook", None))
             if vae_hook is not None:
                 vae_hook.prev_module_hook = None  # decoding no longer offloads the transformer
             pipe.maybe_free_model_hooks = _offloading_nothing(pipe)
@@ -447,7 +464,7 @@ def resident_models(pipe: Any) -> Iterator[None]:
         with pipe_lock(pipe):
             residency.depth -= 1
             if residency.depth == 0:
-                del _resident[id(pipe)]
+                del _resident[pipe]
                 if residency.vae_hook is not None:  # diffusers 0.42's maybe_free_model_hooks rebuilds them anyway
                     residency.vae_hook.prev_module_hook = residency.vae_prev
                 del pipe.maybe_free_model_hooks  # the pipeline's own again

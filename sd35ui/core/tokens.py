@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
 # Counting runs while the pipeline generates, but a Rust tokenizer used from two threads at once raises "Already
 # borrowed": counts use copies of the pipeline's tokenizers (made once per pipeline), one count at a time.
-_copies: dict[int, tuple[Any, Any]] = {}
+_copies: weakref.WeakKeyDictionary[Any, tuple[Any, Any]] = weakref.WeakKeyDictionary()  # by pipeline, weakly
 _lock = threading.Lock()
 
 
@@ -70,9 +71,9 @@ def count_tokens(pipe: Any, prompt: str) -> TokenCount:
     t5_max = max_sequence_length(pipe)
     t5, t5_cut = (None, "")
     with _lock:
-        if id(pipe) not in _copies:
-            _copies[id(pipe)] = (copy.deepcopy(pipe.tokenizer), copy.deepcopy(getattr(pipe, "tokenizer_3", None)))
-        clip_tokenizer, t5_tokenizer = _copies[id(pipe)]
+        if pipe not in _copies:
+            _copies[pipe] = (copy.deepcopy(pipe.tokenizer), copy.deepcopy(getattr(pipe, "tokenizer_3", None)))
+        clip_tokenizer, t5_tokenizer = _copies[pipe]
         clip, clip_cut = _count(clip_tokenizer, prompt, clip_max)
         if t5_tokenizer is not None:
             t5, t5_cut = _count(t5_tokenizer, prompt, t5_max)
