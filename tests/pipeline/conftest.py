@@ -8,13 +8,17 @@ import pytest
 @pytest.fixture(scope="session")
 def cli():
     """Run `python -m sd35ui COMMAND ARGS` as a user would, on the random tiny model; returns the finished process
-    (exit code, stdout, stderr as text)."""
+    (exit code, stdout, stderr as text). `env` adds to (or overrides) this process's environment."""
+    import os
     import subprocess
     import sys
 
-    def run(command: str, *args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    def run(
+        command: str, *args: str, timeout: float = 180, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "sd35ui", command, "--model", "tiny-random", *args]
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        environ = {**os.environ, **env} if env else None
+        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=environ)
 
     return run
 

@@ -177,7 +177,11 @@ def test_run_sheet_on_keeps_the_sheet_guard(pipes):
 def test_cli_devices_flag_makes_the_one_device_sheet(tmp_path, cli):
     args = "--prompt", "a red circle", "--x", "guidance=1,4.5", "--y", "steps=2,3", "--width", "32", "--height", "32"
     one, two = tmp_path / "one.png", tmp_path / "two.png"
-    proc_one = cli("sheet", *args, "--seed", "9", "--out", str(one))
+    # Like with like: the CPU workers of --devices cpu,cpu run one torch thread each (`workers.cpu_threads`), so the
+    # one-device run gets one too. torch's default is a thread per core, and the thread count is not neutral: at
+    # 128x128 one thread and two to sixteen already differ by 1/255 on a pixel on an AMD EPYC, so the same claim with
+    # the default would hold or not with the machine's cores.
+    proc_one = cli("sheet", *args, "--seed", "9", "--out", str(one), env={"OMP_NUM_THREADS": "1"})
     proc_two = cli(
         "sheet", *args, "--seed", "9", "--out", str(two), "--devices", "cpu,cpu", "--cells-dir", str(tmp_path)
     )
