@@ -681,8 +681,8 @@ def pipeline_with(pipe: Any, **changes: Any) -> Any:
 
 def sheet_vs_cells(pipe: Any, plan: Plan) -> dict[str, Any]:
     """A 2 x 2 contact sheet (Guidance across, Steps down) against its cells made one by one with `generate`, prompt
-    cache cleared before each (what clicking Generate four times costs), and the sheet with batching:
-    `sheet_bench.compare` in `plan.sheet_rounds` interleaved rounds after one uncounted round."""
+    cache cleared before each (what clicking Generate four times costs): `sheet_bench.compare` in
+    `plan.sheet_rounds` interleaved rounds after one uncounted round."""
     from sd35ui.core import sheet
     from sd35ui.core.settings import ModelSpec
 
@@ -1156,7 +1156,7 @@ def resolve_modes(args: argparse.Namespace) -> list[str]:
 
 
 def planned_modes(models: list[str], modes: list[str], device: Device, explicit: bool) -> list[tuple[str, str]]:
-    """(model kind, mode) in the order they will run. On a CPU the full-size model's sheet (4 cells x 3 ways x 4
+    """(model kind, mode) in the order they will run. On a CPU the full-size model's sheet (4 cells x 2 ways x 4
     rounds) runs only when `--modes` names it (`explicit`): at the reduced shape that is many minutes."""
     planned = []
     for model in models:

@@ -155,10 +155,8 @@ def sheet_line(model: str, sheet: dict[str, Any]) -> str:
     return (
         f"- {model} sheet, {sheet['cells']} cells at {sheet['size']} px (Guidance {sheet['x']} x Steps {sheet['y']}), "
         f"{sheet['rounds']} interleaved rounds: one by one {figure_text(f['singles_s'], '.3g', ' s')}, "
-        f"sheet {figure_text(f['sheet_s'], '.3g', ' s')} ({figure_text(f['speedup_sheet_vs_singles'], '.2f', 'x')}), "
-        f"batched {figure_text(f['sheet_batched_s'], '.3g', ' s')} "
-        f"({figure_text(f['speedup_batched_vs_singles'], '.2f', 'x')}); sheet cells identical to single images: "
-        f"{sheet['sheet_identical_to_singles']}, batched within {sheet['batched_max_pixel_difference']}/255"
+        f"sheet {figure_text(f['sheet_s'], '.3g', ' s')} ({figure_text(f['speedup_sheet_vs_singles'], '.2f', 'x')}); "
+        f"sheet cells identical to single images: {sheet['sheet_identical_to_singles']}"
     )
 
 

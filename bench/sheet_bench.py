@@ -2,10 +2,10 @@
 
 A 4 x 4 default sheet (Guidance 3, 4.5, 6, 7.5 across, Steps 10, 20, 30, 40 down; 64x64) is timed against the same
 16 cells made one by one through `sd35ui.core.generate.generate` with the prompt cache cleared before each (what a user
-clicking Generate 16 times pays, prompt encoding included), and against the sheet with `batch=True`. The three run in
-interleaved rounds in one process (`bench/rounds.py`: order rotated each round, one torch thread unless --threads),
-so load from other programs hits them alike; every figure is a median with its spread, and a ratio is the median of
-the per-round ratios. `compare()` is also bench.py's `sheet` mode.
+clicking Generate 16 times pays, prompt encoding included). The two run in interleaved rounds in one process
+(`bench/rounds.py`: order rotated each round, one torch thread unless --threads), so load from other programs hits
+them alike; every figure is a median with its spread, and a ratio is the median of the per-round ratios. `compare()`
+is also bench.py's `sheet` mode.
 
     HF_HUB_OFFLINE=1 python bench/sheet_bench.py --rounds 3 --json bench-sheet.json
 """
@@ -29,7 +29,7 @@ from bench import rounds as rounds_lib  # noqa: E402  (after the path is set)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-VARIANTS = ("singles", "sheet", "sheet_batched")
+VARIANTS = ("singles", "sheet")
 
 
 def max_pixel_difference(a: Any, b: Any) -> int:
@@ -39,12 +39,11 @@ def max_pixel_difference(a: Any, b: Any) -> int:
 
 
 def compare(pipe: Any, spec: Any, rounds: int, warmup_round: bool = True) -> dict[str, Any]:
-    """Time the cells of `spec` three ways in `rounds` interleaved rounds: "singles" (each cell through `generate`,
-    the prompt cache cleared before each), "sheet" (`run_sheet`: each prompt encoded once) and "sheet_batched"
-    (`run_sheet(batch=True)`). With `warmup_round`, one uncounted round first (first-call costs of each shape).
-    Returns figures (`rounds.Figure.to_dict()`: median, spread, values) for wall and CPU seconds and for the
-    per-round speedups, whether the sheet's cells equal the single images, and the batched cells' largest pixel
-    difference from them."""
+    """Time the cells of `spec` two ways in `rounds` interleaved rounds: "singles" (each cell through `generate`,
+    the prompt cache cleared before each) and "sheet" (`run_sheet`: each prompt encoded once). With `warmup_round`,
+    one uncounted round first (first-call costs of each shape). Returns figures (`rounds.Figure.to_dict()`: median,
+    spread, values) for wall and CPU seconds and for the per-round speedup, and whether the sheet's cells equal the
+    single images."""
     import torch
 
     from sd35ui.core import generate, sheet
@@ -77,17 +76,14 @@ def compare(pipe: Any, spec: Any, rounds: int, warmup_round: bool = True) -> dic
 
         return timed(make)
 
-    def sheet_run(batch: bool) -> Callable[[int], dict[str, Any]]:
-        def run(_round: int) -> dict[str, Any]:
-            def make() -> list[Any]:
-                result = sheet.run_sheet(pipe, spec, batch=batch, cache=generate.PromptCache())
-                return [done.image for done in sorted(result.cells, key=lambda done: done.cell.index)]
+    def sheet_run(_round: int) -> dict[str, Any]:
+        def make() -> list[Any]:
+            result = sheet.run_sheet(pipe, spec, cache=generate.PromptCache())
+            return [done.image for done in sorted(result.cells, key=lambda done: done.cell.index)]
 
-            return timed(make)
+        return timed(make)
 
-        return run
-
-    variants = {"singles": singles, "sheet": sheet_run(False), "sheet_batched": sheet_run(True)}
+    variants = {"singles": singles, "sheet": sheet_run}
     if warmup_round:
         for run in variants.values():
             run(-1)
@@ -101,22 +97,13 @@ def compare(pipe: Any, spec: Any, rounds: int, warmup_round: bool = True) -> dic
     figures.update({f"{name}_cpu_s": rounds_lib.figure(cpu[name]) for name in VARIANTS})
     for times, prefix in ((wall, ""), (cpu, "cpu_")):
         figures[f"{prefix}speedup_sheet_vs_singles"] = rounds_lib.ratio(times["singles"], times["sheet"])
-        figures[f"{prefix}speedup_batched_vs_singles"] = rounds_lib.ratio(times["singles"], times["sheet_batched"])
-        figures[f"{prefix}speedup_batched_vs_sheet"] = rounds_lib.ratio(times["sheet"], times["sheet_batched"])
     figure_dicts = {name: fig.to_dict() for name, fig in figures.items()}
 
-    identical, batched_diff = True, 0
+    identical = True
     for r in range(rounds):
         singles_images = results["singles"][r]["images"]
         identical &= all(
             max_pixel_difference(a, b) == 0 for a, b in zip(singles_images, results["sheet"][r]["images"], strict=True)
-        )
-        batched_diff = max(
-            batched_diff,
-            *(
-                max_pixel_difference(a, b)
-                for a, b in zip(singles_images, results["sheet_batched"][r]["images"], strict=True)
-            ),
         )
     return {
         "cells": len(cells),
@@ -129,7 +116,6 @@ def compare(pipe: Any, spec: Any, rounds: int, warmup_round: bool = True) -> dic
         "unstable": rounds_lib.unstable_names(figure_dicts),
         "peak_alloc_gib": {name: max(r["peak_alloc_gib"] or 0 for r in results[name]) or None for name in VARIANTS},
         "sheet_identical_to_singles": identical,
-        "batched_max_pixel_difference": batched_diff,
     }
 
 
@@ -137,8 +123,7 @@ def print_report(report: dict[str, Any]) -> None:
     figures = report["figures"]
     labels = {
         "singles": f"{report['cells']} x generate() (cache cleared)",
-        "sheet": "run_sheet (batch=False)",
-        "sheet_batched": "run_sheet (batch=True)",
+        "sheet": "run_sheet",
     }
     print(f"{'run':<34}{'wall s, median':>22}{'CPU s, median':>22}   wall s of every round")
     for name, label in labels.items():
@@ -147,19 +132,12 @@ def print_report(report: dict[str, Any]) -> None:
         print(
             f"{label:<34}{rounds_lib.figure_text(wall, '.2f'):>22}{rounds_lib.figure_text(cpu, '.2f'):>22}   {values}"
         )
-    for key, what in (
-        ("speedup_sheet_vs_singles", "sheet vs singles"),
-        ("speedup_batched_vs_singles", "batched sheet vs singles"),
-        ("speedup_batched_vs_sheet", "batched vs unbatched sheet"),
-    ):
-        print(
-            f"{what}: {rounds_lib.figure_text(figures[key], '.2f', 'x')} (wall), "
-            f"{rounds_lib.figure_text(figures['cpu_' + key], '.2f', 'x')} (CPU time)"
-        )
+    key = "speedup_sheet_vs_singles"
     print(
-        f"sheet cells identical to generate(): {report['sheet_identical_to_singles']}; "
-        f"batched max pixel difference: {report['batched_max_pixel_difference']}/255"
+        f"sheet vs singles: {rounds_lib.figure_text(figures[key], '.2f', 'x')} (wall), "
+        f"{rounds_lib.figure_text(figures['cpu_' + key], '.2f', 'x')} (CPU time)"
     )
+    print(f"sheet cells identical to generate(): {report['sheet_identical_to_singles']}")
     print(f"spread = (max - min) / median of the rounds; over 10% is marked unstable: {report['unstable'] or 'none'}")
 
 

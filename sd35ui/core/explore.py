@@ -14,13 +14,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sd35ui.core import generate, metadata
+from sd35ui.core import cells, generate
 from sd35ui.core.quoting import quoted
 from sd35ui.core.settings import PARAM, GenerationSettings, ModelSpec
 from sd35ui.core.sheet import (
@@ -34,7 +32,6 @@ from sd35ui.core.sheet import (
     SheetSpec,
     axis_kind,
     cell_file,
-    cell_key,
     coords,
     explore_manifest,
     make_spec,
@@ -83,7 +80,7 @@ def rearrange(
         target: Cell = plan[place]
         cells.append(CellResult(dataclasses.replace(target, settings=done.settings), done.result, done.reused))
     cells.sort(key=lambda d: d.cell.index)
-    return SheetResult(new_spec, result.model, cells, result.stopped, result.seconds, result.batched)
+    return SheetResult(new_spec, result.model, cells, result.stopped, result.seconds)
 
 
 def arrangement(spec: SheetSpec) -> tuple[list[int], dict[int, list[int]]]:
@@ -98,47 +95,11 @@ def arrangement(spec: SheetSpec) -> tuple[list[int], dict[int, list[int]]]:
 # --- Resume ---------------------------------------------------------------------------------------------------------
 
 
-# A sheet cell's file name (`sheet.cell_file`): `<sheet>-r2c3.png` or `<sheet>-p2r2c3.png`. Names starting with a dot
-# (`storage.atomic_write_bytes`' temporary files, which may match the rest) are never cells.
-CELL_FILE = re.compile(r"^[^.].*-(?:p\d+)?r\d+c\d+\.png$")
-
-
-def reusable_cells(root: Path) -> dict[str, Path]:
-    """Every saved sheet cell under `root` (one folder deep, as `storage.new_path` lays them out) by `cell_key`,
-    read from the PNGs' text chunks without decoding them. Newest last, so a key maps to its newest file. Symlinks
-    (to files or folders) are passed over, as History does: resume reads only what this app wrote. So is every
-    file that cannot be read, or that vanishes while the folder is read (another job's temporary file renamed)."""
-    from sd35ui.core import history
-
-    found: dict[str, Path] = {}
-    candidates: list[tuple[int, str]] = []
-    for folder in _entries(root):
-        if not folder.is_dir(follow_symlinks=False):
-            continue
-        for entry in _entries(Path(folder.path)):
-            try:
-                if CELL_FILE.match(entry.name) and entry.is_file(follow_symlinks=False):
-                    candidates.append((entry.stat(follow_symlinks=False).st_mtime_ns, entry.path))
-            except OSError:  # gone since the folder was listed
-                continue
-    for _, path in sorted(candidates):
-        try:
-            chunks = history.read_text_chunks(Path(path))
-            payload = json.loads(chunks[metadata.JSON_KEY])
-            settings = GenerationSettings(**payload["settings"])
-            found[cell_key(settings, payload["model"], payload.get("recipe") or {})] = Path(path)
-        except (OSError, ValueError, KeyError, TypeError, RecursionError):
-            continue
-    return found
-
-
-def _entries(folder: Path) -> list[os.DirEntry]:
-    """The entries of `folder`, or none when it cannot be listed (missing, not a folder, no permission)."""
-    try:
-        with os.scandir(folder) as entries:
-            return list(entries)
-    except OSError:
-        return []
+def reusable_cells(root: Path) -> Mapping[str, Path]:
+    """The saved sheet cells under `root` by `cell_key`, the newest for each (`sd35ui.core.cells.CellIndex`: read
+    from the folders' indexes, not from every PNG; a file is handed out only while it still carries that key).
+    Symlinks are passed over, as History does: resume reads only what this app wrote."""
+    return cells.CellIndex(root)
 
 
 # --- Loading a saved sheet ------------------------------------------------------------------------------------------

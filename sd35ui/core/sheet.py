@@ -1,8 +1,9 @@
 """Contact sheets (A1111's X/Y plot for SD3.5): parse the axes, plan the cells, guard the size, run, save.
 
 One sheet = base settings + an X axis and an optional Y axis, each one of Steps, Guidance, Seed or Prompt S/R.
-Every cell is the image `generate.generate` makes for the same settings (pixel for pixel, unless `batch=True`);
-each distinct prompt is encoded once per sheet, and cells are decoded and reported as they finish. The picture
+Every cell is the image `generate.generate` makes for the same settings, pixel for pixel: cells are denoised one
+by one through `generate.denoise`; each distinct prompt is encoded once per sheet, and cells are decoded and
+reported as they finish. The picture
 itself is drawn by `sd35ui.core.grid` (pure PIL).
 """
 
@@ -24,7 +25,8 @@ from typing import Any
 
 from PIL import Image, PngImagePlugin
 
-from sd35ui.core import explorer_page, generate, grid, metadata, storage
+from sd35ui.core import cells, explorer_page, generate, grid, metadata, storage
+from sd35ui.core.cells import cell_key
 from sd35ui.core.quoting import quoted, safe_text
 from sd35ui.core.settings import (
     PARAM,
@@ -641,7 +643,6 @@ class SheetResult:
     cells: list[CellResult] = field(default_factory=list)  # finished cells, in the order they finished
     stopped: bool = False  # Stop was pressed; `cells` holds what finished before
     seconds: float = 0.0
-    batched: bool = False
     first_steps_shared: int = 0  # first transformer calls answered from another cell's (generate.FirstStepCache)
 
     @property
@@ -692,11 +693,6 @@ class _Encoder:
         return self.known[key]
 
 
-def cell_key(settings: GenerationSettings, model: str, recipe: Mapping[str, Any]) -> str:
-    """What makes a cell's pixels: its exact settings, the model and how it was loaded."""
-    return json.dumps([settings.to_dict(), model, dict(recipe)], sort_keys=True)
-
-
 def read_cell_image(path: Path, settings: GenerationSettings) -> Image.Image | None:
     """The RGB pixels of a saved cell, or None when the file is not a picture of exactly `settings`' size that
     decodes whole (gone, a symlink, another size, a forged header, a damaged or oversized chunk): such a cell is
@@ -732,7 +728,6 @@ def run_sheet(
     stop: threading.Event | None = None,
     on_cell: CellCallback | None = None,
     *,
-    batch: bool = False,
     cache: generate.PromptCache | None = None,
     max_cells: int = MAX_CELLS,
     max_pixels: int = MAX_SHEET_PIXELS,
@@ -742,9 +737,8 @@ def run_sheet(
 
     The size guard runs first. `on_cell` gets each cell as soon as it is decoded; `on_progress(cell, cells, step,
     steps)` after every denoising step. Setting `stop` ends the sheet within one step; finished cells are kept and
-    `stopped` is set. `batch=True` denoises cells that share a step count together: 1.08x and 1.09x faster than
-    single images with 16 tiny-model cells in two runs (bench/sheet_bench.py), but cells may differ from single
-    images by 1-2/255 and a batch needs more GPU memory, so it is off by default. Out of GPU memory raises
+    `stopped` is set. Cells are denoised one at a time, so each is pixel for pixel its single image (a batched loop
+    was removed: 1.03-1.09x faster on the tiny model, and it broke that identity). Out of GPU memory raises
     `SheetOutOfMemory` (a `GenerationOutOfMemory`) holding the finished cells. `reuse` (`explore.reusable_cells`)
     maps `cell_key`s to saved cells: those are read back, not generated (resume), and reported like the others with
     `reused` set. Under model CPU offload the sheet's texts are all encoded first and the transformer and VAE stay
@@ -759,27 +753,25 @@ def run_sheet(
     cells = plan_sheet(spec)
     encoder = _Encoder(pipe, cache if cache is not None else generate.prompt_cache)
     encoder.first_steps = generate.FirstStepCache()
-    result = SheetResult(spec=spec, model=generate.model_name(pipe), batched=batch)
+    result = SheetResult(spec=spec, model=generate.model_name(pipe))
     start = time.perf_counter()
     cells = _take_reused(pipe, cells, reuse or {}, result, on_cell)
-    groups = _batches(cells) if batch else [[cell] for cell in cells]
     try:
         with generate.resident_models(pipe):  # the end offloads every model, before the handlers below run
             _encode_up_front(pipe, cells, encoder, stop)
-            for group in groups:
+            for cell in cells:
                 if stop is not None and stop.is_set():
                     result.stopped = True
                     break
                 try:
                     with generate.pipe_lock(pipe):
-                        made = _run_group(pipe, group, encoder, len(cells), on_progress, stop)
+                        done = _run_cell(pipe, cell, encoder, len(cells), on_progress, stop)
                 except generate.GenerationStopped:
                     result.stopped = True
                     break
-                for done in made:
-                    result.cells.append(done)
-                    if on_cell is not None:
-                        on_cell(done)
+                result.cells.append(done)
+                if on_cell is not None:
+                    on_cell(done)
     except torch.OutOfMemoryError as exc:
         encoder.known.clear()
         pipe.maybe_free_model_hooks()
@@ -837,201 +829,32 @@ def take_reused(
     return left
 
 
-def _batches(cells: list[Cell]) -> list[list[Cell]]:
-    """Cells that can share one denoising loop: same steps, size, schedule and guidance on/off, in first-seen
-    order; a cell with skip-layer guidance is its own group (the batched loop does not mirror it)."""
-    groups: dict[tuple, list[Cell]] = {}
-    for cell in cells:
-        s = cell.settings
-        key = (s.steps, s.width, s.height, s.shift, s.sampler, s.schedule, generate.is_guided(s.guidance))
-        if s.skip_layer_guided:
-            key = ("alone", cell.index)
-        groups.setdefault(key, []).append(cell)
-    return list(groups.values())
-
-
-def _run_group(
+def _run_cell(
     pipe: Any,
-    group: list[Cell],
+    cell: Cell,
     encoder: _Encoder,
     n_cells: int,
     on_progress: ProgressCallback | None,
     stop: threading.Event | None,
-) -> list[CellResult]:
-    first = group[0]
+) -> CellResult:
+    """Encode (once per sheet), denoise and decode one cell, as `generate.generate` would make it."""
 
     def on_step(step: int, total: int) -> None:
         if on_progress is not None:
-            on_progress(first.index, n_cells, step, total)
+            on_progress(cell.index, n_cells, step, total)
+
+    from sd35ui.core.pipeline import recipe
 
     t0 = time.perf_counter()
-    embeddings = [encoder.get(cell.settings) for cell in group]
+    embeddings = encoder.get(cell.settings)
     t1 = time.perf_counter()
-    if len(group) == 1:
-        latents = generate.denoise(pipe, embeddings[0], first.settings, on_step, stop, encoder.first_steps)
-    else:
-        latents = denoise_batch(pipe, embeddings, [cell.settings for cell in group], on_step, stop)
+    latents = generate.denoise(pipe, embeddings, cell.settings, on_step, stop, encoder.first_steps)
     t2 = time.perf_counter()
-    share = len(group)
-    from sd35ui.core.pipeline import recipe as recipe_of
-
-    recipe = recipe_of(pipe)
-    made = []
-    for k, cell in enumerate(group):
-        d0 = time.perf_counter()
-        image = generate.decode(pipe, latents[k : k + 1])[0]
-        decoded = time.perf_counter() - d0
-        timings = {"encode": (t1 - t0) / share, "denoise": (t2 - t1) / share, "decode": decoded}
-        timings["total"] = sum(timings.values())
-        result = generate.GenerationResult(image, cell.settings, generate.model_name(pipe), timings, recipe)
-        made.append(CellResult(cell, result))
-    return made
-
-
-# Adapted from diffusers 0.42.1, StableDiffusion3Pipeline.__call__ (pipelines/stable_diffusion_3/
-# pipeline_stable_diffusion_3.py). When upgrading diffusers, re-check these parts of __call__ against it:
-#   _batch_embeddings  <- the classifier-free guidance concat after encode_prompt (between steps 2 and 4):
-#                         cat([negative, positive]) of the prompt and pooled embeddings (the encoding itself is
-#                         `generate.encode`, which calls encode_prompt);
-#   _batch_noise       <- step 4, prepare_latents: randn_tensor of (batch, transformer in_channels,
-#                         height // vae_scale_factor, width // vae_scale_factor); here one CPU generator per image;
-#   _batch_timesteps   <- step 5: calculate_shift(...) for `mu` when the scheduler uses dynamic shifting, then
-#                         retrieve_timesteps;
-#   denoise_batch loop <- step 7: latents doubled for guidance, t.expand(batch), the transformer call,
-#                         `_guided_noise` (uncond + scale * (text - uncond), here with each image's own scale),
-#                         scheduler.step, and the stop check where `callback_on_step_end` runs.
-# Not mirrored: skip-layer guidance (`_batches` runs those cells alone), IP-Adapter, joint_attention_kwargs, custom
-# sigmas or mu (`generate.denoise` never passes them), the XLA timestep device, `interrupt` and the progress bar (the
-# loader turns it off). The step's output is always cast back to the latents' dtype (diffusers does so only on MPS);
-# FlowMatchEulerDiscreteScheduler.step returns the model output's dtype, which is the latents' here, so the cast
-# changes nothing.
-
-
-def denoise_batch(
-    pipe: Any,
-    embeddings: Sequence[generate.Embeddings],
-    settings: Sequence[GenerationSettings],
-    on_step: generate.StepCallback | None = None,
-    stop: threading.Event | None = None,
-) -> Any:
-    """Denoise several images in one loop: same steps, size and guidance on/off; each its own prompt, guidance and
-    seed. Mirrors StableDiffusion3Pipeline's loop (with a private copy of the scheduler), so each image matches
-    `generate.denoise` up to floating-point differences of batched arithmetic."""
-    import copy
-
-    import torch
-
-    guided = _check_batch(settings)
-    if stop is not None and stop.is_set():
-        raise generate.GenerationStopped()
-    transformer = pipe.transformer
-    with torch.inference_mode():
-        prompt_embeds, pooled = _batch_embeddings(embeddings, guided)
-        latents = _batch_noise(pipe, settings, prompt_embeds.dtype)
-        with generate.scheduled(pipe, settings[0]) as for_these:
-            scheduler = copy.deepcopy(for_these)
-        timesteps = _batch_timesteps(pipe, scheduler, latents.shape, settings[0].steps)
-        total = len(timesteps)
-        for i, t in enumerate(timesteps):
-            model_input = torch.cat([latents] * 2) if guided else latents
-            noise = transformer(
-                hidden_states=model_input,
-                timestep=t.expand(model_input.shape[0]),
-                encoder_hidden_states=prompt_embeds,
-                pooled_projections=pooled,
-                return_dict=False,
-            )[0]
-            if guided:
-                noise = _guided_noise(noise, settings)
-            dtype = latents.dtype
-            latents = scheduler.step(noise, t, latents, return_dict=False)[0].to(dtype)
-            if on_step is not None:
-                on_step(i + 1, total)
-            if stop is not None and stop.is_set() and i + 1 < total:
-                raise generate.GenerationStopped()
-    return latents
-
-
-def _check_batch(settings: Sequence[GenerationSettings]) -> bool:
-    """Whether the batch is guided; a ValueError unless all of it shares steps, size and guidance on/off."""
-    first = settings[0]
-    shared = ("steps", "width", "height", "shift", "sampler", "schedule")
-    if any(tuple(getattr(s, k) for k in shared) != tuple(getattr(first, k) for k in shared) for s in settings):
-        raise ValueError("A batch must share steps, size, shift, sampler and schedule.")
-    if any(s.skip_layer_guided for s in settings):
-        raise ValueError("Skip-layer guidance is not batched: denoise its cells one by one.")
-    guided = generate.is_guided(first.guidance)
-    if any(generate.is_guided(s.guidance) != guided for s in settings):
-        raise ValueError("A batch must be all guided (guidance > 1) or all unguided.")
-    return guided
-
-
-def _batch_embeddings(embeddings: Sequence[generate.Embeddings], guided: bool) -> tuple[Any, Any]:
-    """(prompt embeddings, pooled embeddings) of the batch; guided: every negative first, then every prompt."""
-    import torch
-
-    prompt_embeds = torch.cat([e.prompt for e in embeddings])
-    pooled = torch.cat([e.pooled for e in embeddings])
-    if guided:
-        prompt_embeds = torch.cat([torch.cat([e.negative for e in embeddings]), prompt_embeds])
-        pooled = torch.cat([torch.cat([e.negative_pooled for e in embeddings]), pooled])
-    return prompt_embeds, pooled
-
-
-def _batch_noise(pipe: Any, settings: Sequence[GenerationSettings], dtype: Any) -> Any:
-    """The starting latents: each image's noise from its own seed on a CPU generator, as `generate.denoise` draws
-    it, so a batched cell starts where its single image does."""
-    import torch
-    from diffusers.utils.torch_utils import randn_tensor
-
-    first = settings[0]
-    shape = (
-        1,
-        pipe.transformer.config.in_channels,
-        first.height // pipe.vae_scale_factor,
-        first.width // pipe.vae_scale_factor,
-    )
-    return torch.cat(
-        [
-            randn_tensor(
-                shape,
-                generator=torch.Generator("cpu").manual_seed(s.seed),
-                device=pipe._execution_device,
-                dtype=dtype,
-            )
-            for s in settings
-        ]
-    )
-
-
-def _batch_timesteps(pipe: Any, scheduler: Any, shape: Sequence[int], steps: int) -> Any:
-    """`scheduler`'s timesteps for `steps` steps on latents of `shape`, shifted for the image size when the
-    scheduler uses dynamic shifting."""
-    from diffusers.pipelines.stable_diffusion_3.pipeline_stable_diffusion_3 import calculate_shift, retrieve_timesteps
-
-    kwargs = {}
-    if scheduler.config.get("use_dynamic_shifting", None):
-        patch = pipe.transformer.config.patch_size
-        kwargs["mu"] = calculate_shift(
-            (shape[2] // patch) * (shape[3] // patch),
-            scheduler.config.get("base_image_seq_len", 256),
-            scheduler.config.get("max_image_seq_len", 4096),
-            scheduler.config.get("base_shift", 0.5),
-            scheduler.config.get("max_shift", 1.16),
-        )
-    timesteps, _ = retrieve_timesteps(scheduler, steps, pipe._execution_device, **kwargs)
-    return timesteps
-
-
-def _guided_noise(noise: Any, settings: Sequence[GenerationSettings]) -> Any:
-    """Classifier-free guidance of a batch whose first half is unconditional: each image with its own scale."""
-    import torch
-
-    uncond, text = noise.chunk(2)
-    # per image, with a Python float as the pipeline does, so low-precision dtypes round the same way
-    return torch.cat(
-        [uncond[k : k + 1] + s.guidance * (text[k : k + 1] - uncond[k : k + 1]) for k, s in enumerate(settings)]
-    )
+    image = generate.decode(pipe, latents)[0]
+    timings = {"encode": t1 - t0, "denoise": t2 - t1, "decode": time.perf_counter() - t2}
+    timings["total"] = sum(timings.values())
+    made = generate.GenerationResult(image, cell.settings, generate.model_name(pipe), timings, recipe(pipe))
+    return CellResult(cell, made)
 
 
 def title_text(spec: SheetSpec, model: str) -> str:
@@ -1184,7 +1007,6 @@ def sheet_description(result: SheetResult) -> dict[str, Any]:
         "cols": spec.cols,
         "pages": spec.pages,
         "stopped": result.stopped,
-        "batched": result.batched,
         "seconds": round(result.seconds, 3),
         "cells": [
             {
@@ -1260,11 +1082,14 @@ def save_cell(done: CellResult, sheet_path: Path) -> Path:
     this sheet is a hard link to the file it was read from (`storage.link_or_copy`), so the sheet's folder stays
     whole while resumed sheets add no bytes, and the link never counts as a newer copy."""
     path = cell_path(done, sheet_path)
+    if done.source is not None and done.source.resolve() == path.resolve():
+        return path
     if done.source is not None:
-        if done.source.resolve() == path.resolve():
-            return path
-        return storage.link_or_copy(done.source, path, "The sheet cell")
-    return storage.save_png(done.image, metadata.result_png_info(done.result), path)
+        storage.link_or_copy(done.source, path, "The sheet cell")
+    else:
+        storage.save_png(done.image, metadata.result_png_info(done.result), path)
+    cells.remember(path, cell_key(done.settings, done.result.model, done.result.recipe))  # for resume
+    return path
 
 
 def save_sheet(

@@ -26,7 +26,7 @@ from sd35ui.core.tokens import TokenCount, count_tokens
 # A cell is made exactly as `sheet.run_sheet` makes one, through sheet.py's own per-cell helpers, so the two cannot
 # drift apart.
 _Encoder = sheet._Encoder
-_run_group = sheet._run_group
+_run_cell = sheet._run_cell
 
 StepCallback = Callable[[int, int], None]  # (step done, steps)
 log = logging.getLogger(__name__)
@@ -154,7 +154,7 @@ class LocalWorker:
             state.resident.enter_context(generate.resident_models(pipe))
             sheet._encode_up_front(pipe, list(state.cells), state.encoder, stop)
         with generate.pipe_lock(pipe):
-            return _run_group(pipe, [cell], state.encoder, n_cells, on_progress, stop)[0]
+            return _run_cell(pipe, cell, state.encoder, n_cells, on_progress, stop)
 
     def end_job(self, job: str) -> int:
         with self._jobs_lock:
@@ -333,8 +333,7 @@ def run_sheet_on(
     `run_sheet` makes a cell, so each cell equals the one-pipeline sheet's on the same device and dtype.
     `result.cells` are in finishing order; `on_progress` and `on_cell` are called one at a time. `stop` ends every
     worker within one step. A failure in any worker stops the others, then is raised; out of GPU memory raises
-    `sheet.SheetOutOfMemory` holding the finished cells. `reuse` reads saved cells back as `run_sheet` does. Not
-    offered here: `batch`."""
+    `sheet.SheetOutOfMemory` holding the finished cells. `reuse` reads saved cells back as `run_sheet` does."""
     pool = as_pool(workers, cache)
     spec = spec.resolved()
     sheet.check_sheet(spec, max_cells, max_pixels)

@@ -219,7 +219,11 @@ def test_quick_bench_writes_sane_json(tmp_path):
         assert layout["max_pixel_difference"] <= 2 and layout["figures"]["speedup"]["n"] == 3
     sheet = extras["tiny-random"]["sheet"]
     assert sheet["cells"] == 4 and sheet["rounds"] == 3 and sheet["sheet_identical_to_singles"] is True
-    assert sheet["batched_max_pixel_difference"] <= 2
+    assert set(sheet["figures"]) == {  # two variants timed: the cells one by one and the sheet
+        *("singles_s", "sheet_s", "singles_cpu_s", "sheet_cpu_s"),
+        *("speedup_sheet_vs_singles", "cpu_speedup_sheet_vs_singles"),
+    }
+    assert sheet["figures"]["speedup_sheet_vs_singles"]["n"] == 3
     assert "sheet" not in extras["fullsize-random-mini"]  # on a CPU only when --modes asks for it
 
 

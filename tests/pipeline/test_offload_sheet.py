@@ -127,8 +127,7 @@ def test_one_generation_moves_the_transformer_and_vae_there_and_back(offloaded):
     assert places.all_off() and chain_intact(pipe)
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["one-by-one", "batched"])
-def test_sheet_keeps_transformer_and_vae_on_device(offloaded, batch):
+def test_sheet_keeps_transformer_and_vae_on_device(offloaded):
     pipe, places = offloaded
     seen = []  # (moves so far, where the models are) at every step
     start = len(places.moves)
@@ -137,7 +136,6 @@ def test_sheet_keeps_transformer_and_vae_on_device(offloaded, batch):
         prompt_spec(),
         on_progress=lambda cell, cells, step, steps: seen.append((len(places.moves), dict(places.where))),
         cache=generate.PromptCache(),
-        batch=batch,
     )
     assert result.complete and len(result.cells) == 6
     # once for the whole sheet, where one image at a time moves each twice per cell (12 there and back each)
@@ -172,21 +170,19 @@ def plain():
     return pipe
 
 
-@pytest.mark.parametrize("batch", [False, True], ids=["one-by-one", "batched"])
-def test_sheet_pixels_are_those_without_offload(offloaded, plain, batch):
+def test_sheet_pixels_are_those_without_offload(offloaded, plain):
     """Residency moves models, not numbers: the cells equal the same sheet on a pipeline without offload hooks (with
     its weights in the same kind of memory: `plain`), and single images made with offload (the behaviour before)."""
     pipe, _ = offloaded
     assert not generate.offloads_models(plain) and generate.offloads_models(pipe)
     spec = prompt_spec()
-    resident = sheet.run_sheet(pipe, spec, cache=generate.PromptCache(), batch=batch)
-    without = sheet.run_sheet(plain, spec, cache=generate.PromptCache(), batch=batch)
+    resident = sheet.run_sheet(pipe, spec, cache=generate.PromptCache())
+    without = sheet.run_sheet(plain, spec, cache=generate.PromptCache())
     for made, other in zip(resident.cells, without.cells, strict=True):
         assert made.cell == other.cell and np.array_equal(pixels(made.image), pixels(other.image)), made.cell
-    if not batch:
-        for made in resident.cells[:2]:
-            single = generate.generate(pipe, made.settings)
-            assert np.array_equal(pixels(made.image), pixels(single.image)), made.cell
+    for made in resident.cells[:2]:
+        single = generate.generate(pipe, made.settings)
+        assert np.array_equal(pixels(made.image), pixels(single.image)), made.cell
 
 
 class Boom(Exception):

@@ -1,7 +1,7 @@
 """Resume on the real tiny pipeline: a sheet continues from the cells saved earlier with the same settings, model
 and recipe. A saved cell is used only when it is that cell's picture (its size, decodable, a regular file inside the
 outputs folder); anything else is made again, and a retry after a bad cell works. Reused cells are linked beside the
-new sheet, never written again, and the scan survives files that vanish or point elsewhere (issue 19, items 5-7)."""
+new sheet, never written again, and the scan survives files that vanish or point elsewhere."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import os
 import struct
 import threading
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 from png_support import chunk, png
 
-from sd35ui.core import explore, sheet
+from sd35ui.core import cells, explore, sheet
 from sd35ui.core.history import PNG_SIGNATURE
 from sd35ui.core.pipeline import get_pipeline, model_spec
 from sd35ui.core.settings import GenerationSettings
@@ -156,5 +157,55 @@ def test_a_cell_deleted_after_the_scan_is_made_again(pipe, spec, fresh, tmp_path
     reuse = explore.reusable_cells(tmp_path)
     made[0].unlink()
     result, _ = run_saving(pipe, spec, tmp_path / "day" / "b.png", reuse=reuse)
+    assert result.complete and result.reused == 3
+    assert np.array_equal(pixels(result.image()), pixels(fresh.image()))
+
+
+# --- The index: resume looks cells up instead of reading every PNG ---------------------------------------------------
+
+
+@pytest.fixture
+def reads(monkeypatch):
+    """The PNG files whose text chunks are read (every resume check reads one)."""
+    from sd35ui.core import history
+
+    read: list = []
+    real = history.read_text_chunks
+    monkeypatch.setattr(history, "read_text_chunks", lambda path: read.append(Path(path).name) or real(path))
+    return read
+
+
+def test_resume_reads_only_the_cells_it_reuses(pipe, spec, tmp_path, reads):
+    day = tmp_path / "day"
+    other = sheet.make_spec(BASE.replace(seed=6), "Steps", "1, 2", "Guidance", "1, 4.5", model=TINY)
+    run_saving(pipe, other, day / "other.png")  # four cells of another sheet in the same folder
+    run_saving(pipe, spec, day / "a.png", stop_after=2)
+    reads.clear()
+    result, _ = run_saving(pipe, spec, day / "b.png", reuse=explore.reusable_cells(tmp_path))
+    assert result.reused == 2
+    assert sorted(reads) == sorted(done.source.name for done in result.cells if done.reused)  # 2 of 6 PNGs read
+
+
+def test_cells_saved_before_the_index_existed_are_still_reused(pipe, spec, tmp_path):
+    day = tmp_path / "day"
+    _, made = run_saving(pipe, spec, day / "a.png", stop_after=2)
+    (day / cells.INDEX_NAME).unlink()  # a folder of the previous version's cells: no index
+    run_saving(pipe, other_spec(), day / "c.png")  # this version saves new cells there: the old ones are indexed too
+    result, _ = run_saving(pipe, spec, day / "b.png", reuse=explore.reusable_cells(tmp_path))
+    assert result.reused == 2 and {done.source for done in result.cells if done.reused} == set(made)
+
+
+def other_spec():
+    return sheet.make_spec(BASE.replace(seed=7), "Steps", "1", None, model=TINY)
+
+
+def test_a_stale_or_damaged_index_never_hands_out_a_wrong_cell(pipe, spec, fresh, tmp_path):
+    day = tmp_path / "day"
+    _, made = run_saving(pipe, spec, day / "a.png")
+    _, (foreign,) = run_saving(pipe, other_spec(), day / "c.png")
+    made[0].write_bytes(foreign.read_bytes())  # overwritten by another cell: its index line is stale
+    with open(day / cells.INDEX_NAME, "a") as index:
+        index.write('{"key": "cut short\n[1, 2]\n{"key": 5, "file": "../../etc/passwd"}\n')
+    result, _ = run_saving(pipe, spec, day / "b.png", reuse=explore.reusable_cells(tmp_path))
     assert result.complete and result.reused == 3
     assert np.array_equal(pixels(result.image()), pixels(fresh.image()))

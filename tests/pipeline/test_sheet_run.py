@@ -146,17 +146,6 @@ def test_out_of_memory_keeps_finished_cells(pipe):
     assert [d.cell.index for d in error.value.result.cells] == [0]
 
 
-def test_batched_cells_are_close_to_single_generations(pipe):
-    spec = sheet.make_spec(BASE, "Guidance", "1, 3, 6", "Steps", "2, 3", model=TINY)
-    result = sheet.run_sheet(pipe, spec, batch=True)
-    assert result.complete and result.batched
-    # grouped by steps and guidance on/off: (2 steps, unguided), (2, guided) x2, (3, unguided), (3, guided) x2
-    assert [d.cell.index for d in result.cells] == [0, 1, 2, 3, 4, 5]
-    for done in result.cells:
-        single = generate.generate(pipe, done.settings)
-        assert np.abs(pixels(done.image) - pixels(single.image)).max() <= 2, done.cell
-
-
 def test_random_seed_is_fixed_for_the_sheet(pipe):
     spec = sheet.SheetSpec(BASE.replace(seed=None), sheet.parse_axis("steps", "1, 2"))
     result = sheet.run_sheet(pipe, spec)
@@ -181,6 +170,7 @@ def test_saved_sheet_describes_its_axes(pipe, tmp_path):
     assert description["y"]["values"] == [2, 3] and description["fixed"]["seed"] == 11
     assert "guidance" not in description["fixed"] and description["options"]["margin"] == 4
     assert [c["settings"]["steps"] for c in description["cells"]] == [2, 2, 3, 3]
+    assert "batched" not in description  # the batched sheet path is gone
     for done, path in zip(result.cells, cell_paths, strict=True):
         assert metadata.read_png_metadata(str(path))["settings"] == done.settings
         with Image.open(path) as cell:
@@ -188,6 +178,28 @@ def test_saved_sheet_describes_its_axes(pipe, tmp_path):
     with zipfile.ZipFile(zip_path) as archive:
         assert sorted(archive.namelist()) == sorted([*(p.name for p in [sheet_path, *cell_paths]), "index.html"])
     assert not list(tmp_path.rglob(".tmp-*"))
+
+
+def test_a_sheet_saved_with_the_old_batched_key_still_loads(pipe, tmp_path):
+    """Sheets saved before the batched path was removed carry `"batched": false` in their description."""
+    from PIL import PngImagePlugin
+
+    from sd35ui.core import explore
+
+    result = sheet.run_sheet(pipe, small_spec())
+    sheet_path, _, _ = sheet.save_sheet(result, tmp_path)
+    with Image.open(sheet_path) as image:
+        image.load()
+        description = json.loads(image.info[sheet.SHEET_JSON_KEY])
+        old = PngImagePlugin.PngInfo()
+        for key, value in image.info.items():
+            if isinstance(value, str) and key != sheet.SHEET_JSON_KEY:
+                old.add_text(key, value)
+        old.add_text(sheet.SHEET_JSON_KEY, json.dumps({**description, "batched": False}))
+        image.save(sheet_path, pnginfo=old)
+    loaded = explore.load_sheet(sheet_path)
+    assert loaded.spec == result.spec and len(loaded.cells) == 4
+    assert np.array_equal(pixels(loaded.image()), pixels(result.image()))
 
 
 def test_cells_that_start_alike_share_the_first_transformer_call(pipe):

@@ -194,3 +194,19 @@ def test_report_says_which_figures_a_second_run_reproduced():
     assert report.reproduced(a["figures/speedup"], rounds.figure([1.06]).to_dict()) == "no"  # one run: no spread
     table = report.reproduction(first, second)
     assert "| figures/speedup | 1.06 ±3% | 1.04 ±8% | yes |" in table
+
+
+def test_report_writes_the_sheet_line_from_the_sheet_modes_figures():
+    from bench import report, rounds
+
+    figures = {
+        "singles_s": rounds.figure([2.0, 2.1, 2.2]).to_dict(),
+        "sheet_s": rounds.figure([1.0, 1.05, 1.1]).to_dict(),
+        "speedup_sheet_vs_singles": rounds.figure([2.0, 2.0, 2.0]).to_dict(),
+    }
+    sheet = {"cells": 4, "size": 64, "x": "3, 4.5", "y": "10, 20", "rounds": 3, "figures": figures}
+    line = report.sheet_line("tiny-random", {**sheet, "sheet_identical_to_singles": True})
+    assert line == (
+        "- tiny-random sheet, 4 cells at 64 px (Guidance 3, 4.5 x Steps 10, 20), 3 interleaved rounds: one by one "
+        "2.1 s ±10%, sheet 1.05 s ±10% (2.00x ±0%); sheet cells identical to single images: True"
+    )
