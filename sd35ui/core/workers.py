@@ -21,12 +21,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from sd35ui.core import generate, sheet
 from sd35ui.core.settings import GenerationSettings
+from sd35ui.core.sheet_run import Encoder, encode_up_front, run_cell
 from sd35ui.core.tokens import TokenCount, count_tokens
 
-# A cell is made exactly as `sheet.run_sheet` makes one, through sheet.py's own per-cell helpers, so the two cannot
-# drift apart.
-_Encoder = sheet._Encoder
-_run_cell = sheet._run_cell
+# A cell is made exactly as `sheet.run_sheet` makes one, through the run module's own per-cell path (`Encoder`,
+# `encode_up_front`, `run_cell`), so the two cannot drift apart.
 
 StepCallback = Callable[[int, int], None]  # (step done, steps)
 log = logging.getLogger(__name__)
@@ -87,7 +86,7 @@ class _Job:
 
     def __init__(self, cells: Sequence[sheet.Cell]) -> None:
         self.cells = cells
-        self.encoder: _Encoder | None = None
+        self.encoder: Encoder | None = None
         self.resident = contextlib.ExitStack()
 
 
@@ -147,14 +146,14 @@ class LocalWorker:
         with self._jobs_lock:
             state = self._jobs.setdefault(job, _Job([cell]))
         if state.encoder is None:  # the job's first cell here
-            state.encoder = _Encoder(pipe, self.cache)
+            state.encoder = Encoder(pipe, self.cache)
             state.encoder.first_steps = generate.FirstStepCache()  # as run_sheet's: one per sheet and pipeline
             # Under model offload, as `run_sheet`: the job's texts encoded first, then the transformer stays on the
             # GPU until `end_job` (entered outside the pipeline lock, which `resident_models` takes itself).
             state.resident.enter_context(generate.resident_models(pipe))
-            sheet._encode_up_front(pipe, list(state.cells), state.encoder, stop)
+            encode_up_front(pipe, list(state.cells), state.encoder, stop)
         with generate.pipe_lock(pipe):
-            return _run_cell(pipe, cell, state.encoder, n_cells, on_progress, stop)
+            return run_cell(pipe, cell, state.encoder, n_cells, on_progress, stop)
 
     def end_job(self, job: str) -> int:
         with self._jobs_lock:

@@ -1,7 +1,7 @@
 """Loading a sheet PNG back (Compare > "Load a sheet PNG", History's sheets): a loaded sheet passes exactly the
 checks and the size guard a new sheet passes (`sheet.make_spec`), before anything is planned or drawn, and a
 description that is not ours gets a titled message, never a raw KeyError, TypeError or RecursionError. The forged
-sheets are the ones a hostile run used (issue 19): 12 outer axes, 400,000 X values, a 30000x30000 base, a margin
+sheets are those a hostile user would send: 12 outer axes, 400,000 X values, a 30000x30000 base, a margin
 of 10^7, JSON nested past the recursion limit."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 from PIL import Image
 from png_support import FORGED_SHEETS, OUTER_12, forged_sheet, sheet_description
 
-from sd35ui.core import explore, metadata, sheet
+from sd35ui.core import explore, metadata, sheet, sheet_plan
 from sd35ui.core.settings import GenerationSettings
 
 BASE = GenerationSettings(prompt="a red circle", width=64, height=64, steps=2, guidance=4.5, seed=3)
@@ -53,8 +53,8 @@ def test_a_forged_sheet_is_refused_by_the_new_sheet_checks_at_once(tmp_path, nam
 def test_the_guard_is_the_one_new_sheets_pass(tmp_path, monkeypatch):
     """Loading goes through make_spec, whose last step is check_sheet: the guard every new sheet passes."""
     guarded = []
-    real = sheet.check_sheet
-    monkeypatch.setattr(sheet, "check_sheet", lambda spec, *limits: guarded.append(spec) or real(spec, *limits))
+    real = sheet_plan.check_sheet  # make_spec's own module
+    monkeypatch.setattr(sheet_plan, "check_sheet", lambda spec, *limits: guarded.append(spec) or real(spec, *limits))
     loaded = load(tmp_path, described())
     assert guarded == [loaded.spec]
 
