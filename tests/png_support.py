@@ -1,6 +1,6 @@
 """PNGs for the tests, built by hand.
 
-Hostile PNGs for "Load settings from a PNG" (issue 14), used by tests/unit/test_hostile_png.py (read directly) and
+Hostile PNGs for "Load settings from a PNG", used by tests/unit/test_hostile_png.py (read directly) and
 tests/app/test_hostile_png_app.py (dropped on the live app). They are built chunk by chunk here (PIL writes only
 well-formed files): text before or after the image data, zlib bombs, cut-short files, bad checksums, text that is not
 UTF-8, a 9000x9000 RGBA header. `CORPUS` pairs each with what loading it must give.
@@ -202,7 +202,7 @@ def forged_sheet(path: Path, description: object, size: tuple[int, int] = (8, 8)
     return path
 
 
-# --- PNGs whose text is HTML (issue 19): messages quote it, and Gradio's toasts render messages as HTML ------------
+# --- PNGs whose text is HTML: messages quote it, and Gradio's toasts render messages as HTML -----------------------
 
 PLANTED = "planted.invalid"  # a host nobody serves (RFC 2606): a request for it means the file's HTML was rendered
 HTML_SAMPLER = f"<img src=//{PLANTED}/sampler>"

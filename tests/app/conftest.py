@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from app_support import serve
 
 
 @pytest.fixture(scope="session")
 def app_server(tmp_path_factory, tiny_options):
-    """The real app on the tiny model, served on a free loopback port for gradio_client."""
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
-    outputs = tmp_path_factory.mktemp("outputs")
-    config = AppConfig(load=tiny_options, outputs=outputs, queue_size=8)
-    app = create_app(config)
-    launch(app, config, host="127.0.0.1", port=None, prevent_thread_lock=True, quiet=True)
-    yield app, config
-    app.close()
+    """The real app on the tiny model, served on a free loopback port for gradio_client; yields (app, config)."""
+    with serve(tmp_path_factory.mktemp("app"), config=dict(load=tiny_options, queue_size=8)) as served:
+        yield served
 
 
 @pytest.fixture()

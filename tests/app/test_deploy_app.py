@@ -11,6 +11,7 @@ import time
 import urllib.request
 
 import pytest
+from app_support import serve
 from docs_support import ROOT, dockerfile, instructions
 
 
@@ -40,15 +41,10 @@ def test_healthcheck_passes_on_the_live_app_and_fails_without_it(image, app_serv
 def test_app_runs_on_a_space_without_the_spaces_package(monkeypatch, tmp_path, tiny_options):
     from gradio_client import Client
 
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
     monkeypatch.setenv("SPACE_ID", "someone/sd35ui")
     monkeypatch.setitem(sys.modules, "spaces", None)
     monkeypatch.setitem(sys.modules, "spaces.config", None)
-    config = AppConfig(load=tiny_options, outputs=tmp_path)
-    app = create_app(config)
-    launch(app, config, port=None, prevent_thread_lock=True, quiet=True)
-    try:
+    with serve(tmp_path, config=dict(load=tiny_options)) as (app, _):
         client = Client(app.local_url, verbose=False)
         _, seed, info = client.predict(
             prompt="a red circle",
@@ -62,8 +58,6 @@ def test_app_runs_on_a_space_without_the_spaces_package(monkeypatch, tmp_path, t
             api_name="/generate",
         )
         assert seed == 3 and "64x64" in info
-    finally:
-        app.close()
 
 
 # --- Share link ---------------------------------------------------------------------------------------------------

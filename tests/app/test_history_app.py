@@ -1,9 +1,13 @@
-"""History through the live app: the /history and /load_settings API, and seeds Gradio cannot send."""
+"""History through the live app: the /history and /load_settings API, seeds Gradio cannot send, and results that
+survive a restart of the server."""
 
 import json
+from pathlib import Path
 
+import app_support
 import pytest
-from gradio_client import handle_file
+from app_support import result_files, serve
+from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image, PngImagePlugin
 from png_support import a1111_png
@@ -45,3 +49,17 @@ def test_seeds_gradio_cannot_send_are_left_out_through_the_api(client, tmp_path,
     values = client.predict(handle_file(str(tmp_path / "seed.png")), api_name="/load_settings")
     assert values[0] == "a red circle" and values[2] == 3
     assert values[6:8] == ({"__type__": "update"},) * 2  # seed and "randomize seed" left as they are
+
+
+def test_history_survives_a_restart(tmp_path):
+    with serve(tmp_path) as (app, config):
+        path, _, _ = Client(app.local_url, verbose=False).predict(**app_support.ARGS, api_name="/generate")
+    saved = result_files(config.outputs)
+    assert len(saved) == 1 and saved[0].name == Path(path).name
+    with serve(tmp_path) as (app, _):
+        client = Client(app.local_url, verbose=False)
+        items, position, _ = client.predict(0, False, api_name="/history")
+        assert position.startswith("1–1 of 1") and items[0]["caption"].endswith("a red circle")
+        values = client.predict(handle_file(str(saved[0])), api_name="/load_settings")
+        later = [3.0, "Euler", "Default", 0.0, "", 0.01, 0.2, "On"]  # the settings added since: defaults
+        assert list(values) == ["a red circle", "", 2, 4.5, 64, 64, 5, False, *later]

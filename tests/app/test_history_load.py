@@ -1,5 +1,5 @@
-"""Loading a PNG's settings through the live app's /load_settings (History's "Load settings from a PNG"), issue 19:
-text from the PNG reaches the toasts escaped, as the browser would render it (Gradio renders a toast's message as
+"""Loading a PNG's settings through the live app's /load_settings (History's "Load settings from a PNG"): text from
+the PNG reaches the toasts escaped, as the browser would render it (Gradio renders a toast's message as
 HTML), and settings that do not go together are loaded changed so that Generate takes them, with a warning that
 says what changed. The browser side is tests/browser/test_toasts.py; without a server, tests/unit/test_quoting.py
 and tests/unit/test_loaded_settings.py."""

@@ -1,7 +1,6 @@
-"""Regression tests for the hostile-input holes of issue 14 that are about what the app says and saves: a full or
-unwritable outputs disk, text no tokenizer can read, axis bounds that overflow, user text echoed into Markdown,
-file modes and yes/no values sent as text. Live apps on the tiny model, real requests; the checks that need no
-server are in tests/unit/test_hostile_input_unit.py."""
+"""Hostile input to live apps on the tiny model, and what the app says and saves: a full or unwritable outputs disk,
+text no tokenizer can read, axis bounds that overflow, user text echoed into Markdown, file modes and yes/no values
+sent as text, all as real requests. The checks that need no server are in tests/unit/test_hostile_input_unit.py."""
 
 from __future__ import annotations
 
@@ -9,10 +8,10 @@ import os
 import shutil
 
 import pytest
+from app_support import ARGS, serve
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from test_fuzz import Api
-from test_reliability import ARGS, serve
 
 from sd35ui.app.compare_tab import sheet_spec_from_ui
 from sd35ui.core import history

@@ -1,4 +1,4 @@
-"""Hostile PNGs dropped on "Load settings from a PNG" of the live app (issue 14): each gives loaded settings or a
+"""Hostile PNGs dropped on "Load settings from a PNG" of the live app: each gives loaded settings or a
 clear message, at once, and the server keeps serving. The PNGs are built in tests/png_support.py; reading them
 without a server is tested in tests/unit/test_hostile_png.py."""
 

@@ -1,7 +1,7 @@
 """Forged sheet PNGs dropped on Compare > "Load a sheet PNG" of the live app, the way a hostile user sends them (the
 upload route, then the queue, as the browser does): each is refused at once with a titled message, before anything
-is planned or drawn, and the server goes on answering (issue 19, item 1: a 418-byte PNG with 12 outer axes spun a
-core and grew the server by 900 MB). A real sheet still loads the same way."""
+is planned or drawn, and the server goes on answering (unchecked, a 418-byte PNG with 12 outer axes spun a core
+and grew the server by 900 MB). A real sheet still loads the same way."""
 
 from __future__ import annotations
 

@@ -10,19 +10,15 @@ import re
 import urllib.request
 
 import pytest
+from app_support import serve
 
 pytest.importorskip("mcp", reason='launch(mcp_server=True) needs the mcp package: pip install "gradio[mcp]"')
 
 
 @pytest.fixture(scope="module")
 def mcp_app(tmp_path_factory, tiny_options):
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
-    config = AppConfig(load=tiny_options, outputs=tmp_path_factory.mktemp("mcp-outputs"))
-    app = create_app(config)
-    launch(app, config, port=None, prevent_thread_lock=True, quiet=True, mcp=True)
-    yield app
-    app.close()
+    with serve(tmp_path_factory.mktemp("mcp"), config=dict(load=tiny_options), mcp=True) as (app, _):
+        yield app
 
 
 def docstring_args(fn) -> dict[str, str]:

@@ -1,40 +1,30 @@
 """Stop through the real app on the tiny model: the Generate and Compare tabs' Stop buttons and /stop are one
 behaviour (`AppContext.stop`): they stop the caller's running job within one step, or the job still waiting in the
-queue as soon as it starts, and they are answered however full the queue is (`server.JobsBoundQueue`)."""
+queue as soon as it starts, and they are answered however full the queue is (`server.JobsBoundQueue`). One user's
+Stop never ends another's job; a job whose client went away or cancelled it frees the GPU within a step."""
 
 from __future__ import annotations
 
 import inspect
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import gradio as gr
 import httpx
 import pytest
-from app_support import SHEET
+from app_support import ARGS, LONG, SHEET, serve, wait_until_queued, wait_until_running
 from gradio import queueing
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from gradio_client.utils import QueueError
 
-SMALL = dict(
-    prompt="a red circle", negative_prompt="", steps=2, guidance=4.5, width=64, height=64, seed=5, randomize_seed=False
-)
-LONG = {**SMALL, "steps": 50, "width": 256, "height": 256}  # tens of seconds on 2 cores: always stopped here
-
-
-def wait_until_running(job, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while job.status().code.name != "PROGRESS":  # running, past its first step
-        assert not job.done(), job.result()
-        assert time.monotonic() < deadline, job.status()
-        time.sleep(0.05)
-
-
-def wait_until_queued(job, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while (status := job.status()).code.name != "IN_QUEUE" or status.rank is None:
-        assert time.monotonic() < deadline, status
-        time.sleep(0.02)
+ROOT = Path(__file__).resolve().parents[2]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
 
 
 def press(app, handler: str, session_hash: str) -> None:
@@ -88,11 +78,11 @@ def test_stop_is_answered_when_the_queue_is_full(app_server, how):
     running = alice.submit(**LONG, api_name="/generate")
     try:
         wait_until_running(running)
-        waiting = [bob.submit(**{**SMALL, "seed": 700 + i}, api_name="/generate") for i in range(config.queue_size)]
+        waiting = [bob.submit(**{**ARGS, "seed": 700 + i}, api_name="/generate") for i in range(config.queue_size)]
         for job in waiting:
             wait_until_queued(job)
         with pytest.raises(QueueError, match="Queue is full"):  # the queue is full: a job is refused ...
-            carol.submit(**SMALL, api_name="/generate").result(timeout=60)
+            carol.submit(**ARGS, api_name="/generate").result(timeout=60)
         if how == "gradio_client":  # ... but Stop is answered (a refusal would raise QueueError)
             alice.predict(api_name="/stop")
         else:
@@ -102,7 +92,7 @@ def test_stop_is_answered_when_the_queue_is_full(app_server, how):
     finally:  # if not: stop the long job as the page does, so that it does not hold the shared app's GPU
         press(app, "stop_generation", alice.session_hash)
     assert [job.result(timeout=120)[1] for job in waiting] == [700 + i for i in range(config.queue_size)]
-    assert carol.predict(**SMALL, api_name="/generate")[0].endswith(".png"), "and the queue takes jobs again"
+    assert carol.predict(**ARGS, api_name="/generate")[0].endswith(".png"), "and the queue takes jobs again"
 
 
 def test_the_gradio_queue_internals_that_admitting_stop_relies_on(app_server):
@@ -123,3 +113,78 @@ def test_the_gradio_queue_internals_that_admitting_stop_relies_on(app_server):
     assert made_by_gradio.max_size == queue.job_limit
     stops = {fn.name: fn.queue for fn in app.fns.values() if fn.name in ("stop_generation", "stop_sheet")}
     assert stops == {"stop_generation": False, "stop_sheet": False}, "both are wired outside the queue: admitted"
+
+
+def test_one_users_stop_ends_only_their_job_and_not_the_next_one(app_server):
+    app, _ = app_server
+    alice, bob, carol = (Client(app.local_url, verbose=False) for _ in range(3))
+    running = alice.submit(**LONG, api_name="/generate")
+    wait_until_running(running)
+    waiting = bob.submit(**{**ARGS, "seed": 77}, api_name="/generate")
+    wait_until_queued(waiting)
+    carol.predict(api_name="/stop")  # Carol has nothing running
+    time.sleep(0.5)
+    assert not running.done()
+    alice.predict(api_name="/stop")
+    with pytest.raises(AppError, match="Stopped"):
+        running.result(timeout=120)
+    path, seed, _ = waiting.result(timeout=120)  # Alice's Stop did not leak into Bob's job
+    assert seed == 77 and Path(path).is_file()
+
+
+def test_stop_pressed_while_still_waiting_in_the_queue_stops_that_job(app_server):
+    app, _ = app_server
+    alice, bob = Client(app.local_url, verbose=False), Client(app.local_url, verbose=False)
+    running = alice.submit(**LONG, api_name="/generate")
+    wait_until_running(running)
+    waiting = bob.submit(**{**ARGS, "seed": 88}, api_name="/generate")
+    wait_until_queued(waiting)
+    bob.predict(api_name="/stop")
+    alice.predict(api_name="/stop")
+    with pytest.raises(AppError, match="Stopped"):
+        running.result(timeout=120)
+    with pytest.raises(AppError, match="Stopped"):
+        waiting.result(timeout=120)  # Bob's Stop reached his job although it had not started
+    assert bob.predict(**{**ARGS, "seed": 89}, api_name="/generate")[1] == 89, "and his next job is not stopped"
+
+
+def test_a_job_whose_client_went_away_frees_the_gpu_within_a_step(tmp_path):
+    """A closed browser tab (here: a killed client process) must not keep its job running to the end."""
+    with serve(tmp_path) as (app, _):
+        code = textwrap.dedent(
+            f"""
+            import time
+            from gradio_client import Client
+            job = Client({app.local_url!r}, verbose=False).submit(**{LONG!r}, api_name="/generate")
+            while job.status().code.name != "PROGRESS":
+                time.sleep(0.05)
+            print("running", flush=True)
+            time.sleep(600)
+            """
+        )
+        gone = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
+        try:
+            assert gone.stdout.readline().strip() == "running"
+        finally:
+            gone.send_signal(signal.SIGKILL)
+            gone.wait()
+        start = time.perf_counter()
+        path, _, _ = Client(app.local_url, verbose=False).predict(**ARGS, api_name="/generate")
+        waited = time.perf_counter() - start
+    assert Path(path).is_file()
+    assert waited < 30, f"the abandoned 50-step job kept the GPU for {waited:.0f} s"
+
+
+def test_a_cancelled_running_job_frees_the_gpu_within_a_step(app_server):
+    """gradio_client's job.cancel() and a Stop button with `cancels=` both call /cancel; Gradio then frees the
+    queue slot but lets the running function go on, so the job itself must notice and stop."""
+    app, _ = app_server
+    alice, bob = Client(app.local_url, verbose=False), Client(app.local_url, verbose=False)
+    running = alice.submit(**LONG, api_name="/generate")
+    wait_until_running(running)
+    assert running.cancel()
+    start = time.perf_counter()
+    path, _, _ = bob.predict(**ARGS, api_name="/generate")
+    waited = time.perf_counter() - start
+    assert Path(path).is_file()
+    assert waited < 30, f"the cancelled 50-step job kept the GPU for {waited:.0f} s"

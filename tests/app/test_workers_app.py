@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from app_support import SHEET
+from app_support import SHEET, serve
 from gradio_client import Client
 from gradio_client.exceptions import AppError
 from PIL import Image
@@ -29,23 +29,13 @@ ARGS = dict(
 def two(tmp_path_factory):
     """The app on two CPU pipelines, as demo.py serves `--devices cpu,cpu` (concurrency: one job per pipeline),
     with every transformer call recorded as (pipeline, time)."""
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
     pipes = devices.load_workers(LoadOptions(model="tiny-random"), ["cpu", "cpu"])
     calls: list[tuple[int, float]] = []
     for k, pipe in enumerate(pipes):
         pipe.transformer.register_forward_pre_hook(lambda *_, k=k: calls.append((k, time.perf_counter())))
     workers = [LocalWorker(pipe, name=f"cpu#{k + 1}") for k, pipe in enumerate(pipes)]
-    config = AppConfig(
-        load=LoadOptions(model="tiny-random"),
-        outputs=tmp_path_factory.mktemp("outputs"),
-        concurrency=2,
-        workers=workers,
-    )
-    app = create_app(config)
-    launch(app, config, host="127.0.0.1", prevent_thread_lock=True, quiet=True)
-    yield app, pipes, calls
-    app.close()
+    with serve(tmp_path_factory.mktemp("two"), config=dict(concurrency=2, workers=workers)) as (app, _):
+        yield app, pipes, calls
 
 
 def client(app):

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from app_support import serve
 
 CHROMIUM = "/usr/bin/chromium"
 # Headless, without a sandbox (we run as root in CI) and without anything that reaches the network on its own.
@@ -71,15 +72,11 @@ class BrowserApp:
 @pytest.fixture(scope="module")
 def browser_app(tmp_path_factory: pytest.TempPathFactory):
     """The real app on the built-in (trained) tiny model, on a free loopback port, with its own outputs folder."""
-    from sd35ui.app.ui import AppConfig, create_app, launch
     from sd35ui.core.pipeline import LoadOptions
 
     # the trained demo model, so the screenshots show what it draws
-    config = AppConfig(load=LoadOptions(model="tiny"), outputs=tmp_path_factory.mktemp("browser-outputs"))
-    app = create_app(config)
-    launch(app, config, host="127.0.0.1", port=None, prevent_thread_lock=True, quiet=True)
-    yield BrowserApp(app, config, app.local_url)
-    app.close()
+    with serve(tmp_path_factory.mktemp("browser"), config=dict(load=LoadOptions(model="tiny"))) as (app, config):
+        yield BrowserApp(app, config, app.local_url)
 
 
 @pytest.fixture(scope="module")

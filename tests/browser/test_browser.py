@@ -155,9 +155,9 @@ def test_dropping_a_png_on_history_loads_its_settings(page, tmp_path):
 
 
 def test_model_controls_recommended_guidance_aspect_ratio_and_prompt_length(page):
-    """Issue 11 on the page: the token count follows typing and names the words cut; an aspect ratio sets width and
-    height (and typing a size picks its ratio); one click sets the recommended skip-layer guidance, and the image it
-    makes says so."""
+    """SD3.5 Medium's own controls on the page: the token count follows typing and names the words cut; an aspect
+    ratio sets width and height (and typing a size picks its ratio); one click sets the recommended skip-layer
+    guidance, and the image it makes says so."""
     from playwright.sync_api import expect
 
     type_prompt(page, "a red circle")

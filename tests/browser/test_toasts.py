@@ -1,4 +1,4 @@
-"""Toasts in a real browser quote a PNG's text as text, never as HTML (issue 19). Gradio renders a toast's message as
+"""Toasts in a real browser quote a PNG's text as text, never as HTML. Gradio renders a toast's message as
 HTML and its sanitiser removes only scripts: a dropped PNG whose sampler was `<img src=//host/b>` made the browser
 fetch that URL, and a sheet whose axis type was a form showed a working password form. Each test drops (or opens)
 a forged PNG from tests/png_support.py, waits for the toast to show the file's text literally, and checks that no

@@ -1,4 +1,4 @@
-"""SD3.5 Medium's own controls beyond shift and sampler (issue 11) on the real tiny pipeline: skip-layer guidance,
+"""SD3.5 Medium's own controls beyond shift and sampler on the real tiny pipeline: skip-layer guidance,
 DPM++ 2M, schedule types, T5 on/off, size presets and prompt length. Each new setting changes the image and its off
 value gives exactly today's pixels; SLG adds transformer calls only inside its window; every new setting survives a
 PNG round trip; the new sheet axes (Negative S/R, Size, T5, SLG, Schedule) give the single images."""

@@ -173,32 +173,28 @@ def test_ray_devices_name_the_clusters_gpus():
 
 def test_the_app_sends_its_jobs_to_the_actors(actors, local, tmp_path):
     """`python demo.py --ray local`: the app's /generate, /contact_sheet and /stop go to the actors."""
+    from app_support import serve
     from gradio_client import Client
     from gradio_client.exceptions import AppError
 
-    from sd35ui.app.ui import AppConfig, create_app, launch
-
-    config = AppConfig(load=LoadOptions(model="tiny-random"), outputs=tmp_path, concurrency=2, workers=actors)
-    app = create_app(config)
-    launch(app, config, host="127.0.0.1", prevent_thread_lock=True, quiet=True)
     try:
-        alice, bob = Client(app.local_url, verbose=False), Client(app.local_url, verbose=False)
-        args = dict(prompt="a red fox", negative_prompt="", steps=3, guidance=4.5, width=32, height=32)
-        path, seed, _ = alice.predict(**args, seed=11, randomize_seed=False, api_name="/generate")
-        with Image.open(path) as image:
-            assert np.array_equal(np.asarray(image), np.asarray(generate.generate(local, BASE).image))
-        made = counted(actors)
-        axes = dict(x_axis="Guidance", x_values="3, 6", y_axis="Steps", y_values="2, 3")
-        _sheet, cells, status, *_ = bob.predict(**args, **axes, seed=11, api_name="/contact_sheet")
-        assert len(cells) == 4 and all(made[w.name] > 0 for w in actors), dict(made)
-        running = alice.submit(**{**args, "steps": 50}, seed=1, randomize_seed=False, api_name="/generate")
-        while running.status().code.name != "PROGRESS":
-            assert not running.done()
-        alice.predict(api_name="/stop")
-        with pytest.raises(AppError, match="Stopped"):
-            running.result(timeout=60)
+        with serve(tmp_path, config=dict(concurrency=2, workers=actors)) as (app, _):
+            alice, bob = Client(app.local_url, verbose=False), Client(app.local_url, verbose=False)
+            args = dict(prompt="a red fox", negative_prompt="", steps=3, guidance=4.5, width=32, height=32)
+            path, seed, _ = alice.predict(**args, seed=11, randomize_seed=False, api_name="/generate")
+            with Image.open(path) as image:
+                assert np.array_equal(np.asarray(image), np.asarray(generate.generate(local, BASE).image))
+            made = counted(actors)
+            axes = dict(x_axis="Guidance", x_values="3, 6", y_axis="Steps", y_values="2, 3")
+            _sheet, cells, status, *_ = bob.predict(**args, **axes, seed=11, api_name="/contact_sheet")
+            assert len(cells) == 4 and all(made[w.name] > 0 for w in actors), dict(made)
+            running = alice.submit(**{**args, "steps": 50}, seed=1, randomize_seed=False, api_name="/generate")
+            while running.status().code.name != "PROGRESS":
+                assert not running.done()
+            alice.predict(api_name="/stop")
+            with pytest.raises(AppError, match="Stopped"):
+                running.result(timeout=60)
     finally:
-        app.close()
         for worker in actors:  # `counted` wrapped them for this test only
             worker.__dict__.pop("make_cell", None)
 

@@ -1,4 +1,4 @@
-"""The sheet explorer's engine on the real tiny pipeline (issue 12): sheets of up to four axes, re-arranged
+"""The sheet explorer's engine on the real tiny pipeline: sheets of up to four axes, re-arranged
 without generating (pixel-equal to the sheet made with those axes from the start), what changes along each numeric
 axis, the self-contained page in the zip, resume (only the missing cells are generated: transformer calls counted)
 and loading a saved sheet back."""

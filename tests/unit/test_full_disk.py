@@ -1,5 +1,5 @@
 """A full disk (or any failed write) while saving a sheet, its explorer page or its zip is a titled message that
-says what was not saved and what to do (issue 19, item 8: it was "Generation failed: OSError: [Errno 28]"). The
+says what was not saved and what to do (not a bare "Generation failed: OSError: [Errno 28]"). The
 disk is made full where the operating system reports it: the write itself raises ENOSPC."""
 
 from __future__ import annotations

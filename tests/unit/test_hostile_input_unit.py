@@ -1,6 +1,6 @@
-"""Regression tests for the hostile-input holes of issue 14 that need no server: file modes, text no tokenizer can
-read, axis bounds that overflow, yes/no values sent as text, user text echoed into Markdown. The same holes through
-live apps are in tests/app/test_hostile_input.py."""
+"""Hostile input checked without a server: file modes, text no tokenizer can read, axis bounds that overflow, yes/no
+values sent as text, user text echoed into Markdown. The same input sent to live apps is in
+tests/app/test_hostile_input.py."""
 
 from __future__ import annotations
 

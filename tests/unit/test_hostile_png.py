@@ -1,4 +1,4 @@
-"""Hostile PNGs for "Load settings from a PNG" (issue 14), read without a server: each gives loaded settings or a
+"""Hostile PNGs for "Load settings from a PNG", read without a server: each gives loaded settings or a
 clear message, at once, without decoding pixels or inflating compressed text without bound. The PNGs are built
 chunk by chunk in tests/png_support.py; tests/app/test_hostile_png_app.py drops them on the live app."""
 

@@ -1,4 +1,4 @@
-"""Settings loaded from a PNG go together as Generate checks them (issue 19): History's "Load settings" took DPM++ 2M
+"""Settings loaded from a PNG go together as Generate checks them: History's "Load settings" once took DPM++ 2M
 with the Karras schedule, each valid alone, and Generate then refused them. Loading now checks the combination
 (`GenerationSettings.check_combination`) and says what was wrong and what it loaded instead."""
 

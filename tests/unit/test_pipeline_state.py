@@ -1,6 +1,6 @@
 """State the core keeps per pipeline (its lock, cached prompt embeddings, tokenizer copies) belongs to that pipeline
 object: a pipeline made later at a freed one's address never gets the old model's state (it did while the state was
-keyed by `id(pipe)`, issue 20), and the state is released with the pipeline."""
+keyed by `id(pipe)`), and the state is released with the pipeline."""
 
 from __future__ import annotations
 

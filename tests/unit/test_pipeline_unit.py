@@ -1,5 +1,6 @@
 """The loader's error paths that are found before any weights load: options that cannot work, missing CUDA, missing
-folders, the offline or gated hub, missing packages. Loading itself is tested in tests/pipeline/test_pipeline.py."""
+folders (and local paths told from hub ids), the offline or gated hub, missing packages. Loading itself is tested in
+tests/pipeline/test_pipeline.py."""
 
 import pytest
 import torch
@@ -12,6 +13,7 @@ from sd35ui.core.pipeline import (
     ModelNotFoundError,
     NoCudaError,
     OptionsError,
+    _looks_local,
     check_options,
     load_pipeline,
 )
@@ -46,6 +48,22 @@ def test_full_model_on_cpu_needs_explicit_flag():
 def test_missing_local_folder_is_explained(tmp_path):
     with pytest.raises(ModelNotFoundError, match="model_index.json"):
         load_pipeline(LoadOptions(model=str(tmp_path / "nowhere"), allow_cpu=True))
+
+
+@pytest.mark.parametrize(
+    "model, local",
+    [
+        ("stabilityai/stable-diffusion-3.5-medium", False),
+        ("/models/sd35", True),
+        ("./sd35", True),
+        ("../sd35", True),
+        ("~/sd35", True),
+        ("models/sd35/medium", True),
+        ("sd35", True),
+    ],
+)
+def test_local_paths_are_told_from_hub_ids(model, local):
+    assert _looks_local(model) is local
 
 
 def test_offline_hub_model_is_explained():

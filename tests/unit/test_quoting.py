@@ -1,5 +1,5 @@
 """How messages quote text they did not write (`sd35ui.core.quoting`), and the messages that quote a dropped PNG's
-text, a file's name or a typed value (issue 19): Gradio's toasts render a message as HTML, so a sampler of
+text, a file's name or a typed value: Gradio's toasts render a message as HTML, so a sampler of
 `<img src=//host/b>` made the browser fetch that URL. Every such message holds the text escaped (no `<` at all)
 and at most QUOTE_LIMIT characters of it."""
 

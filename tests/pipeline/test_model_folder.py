@@ -1,5 +1,6 @@
-"""The loader refuses pickles and code from a model folder (the access part of the reliability tests that needs no
-server; the rest is in tests/app/test_reliability.py)."""
+"""A model folder on disk, on a copy of the tiny model's folder: what a missing part or an unreadable
+model_index.json says before anything loads, and that the loader opens only safetensors and runs no code from the
+folder. The same folder mistakes through demo.py are in tests/app/test_startup.py."""
 
 from __future__ import annotations
 
@@ -9,7 +10,20 @@ import shutil
 import pytest
 import torch
 
-from sd35ui.core.pipeline import LoadOptions, load_pipeline
+from sd35ui.core.pipeline import LoadOptions, ModelNotFoundError, check_model_folder, load_pipeline
+
+
+def test_model_folder_checks_follow_model_index_json(model_copy):
+    check_model_folder(LoadOptions(model=str(model_copy)))  # complete: no error
+    shutil.rmtree(model_copy / "text_encoder_3")
+    with pytest.raises(ModelNotFoundError, match="has no text_encoder_3/ folder"):
+        check_model_folder(LoadOptions(model=str(model_copy)))
+    check_model_folder(LoadOptions(model=str(model_copy), t5="drop"))  # --t5 drop never loads it
+    (model_copy / "model_index.json").write_text("{not json")
+    with pytest.raises(ModelNotFoundError, match="model_index.json cannot be read"):
+        check_model_folder(LoadOptions(model=str(model_copy)))
+    with pytest.raises(ModelNotFoundError, match="it is a file, not a folder"):
+        check_model_folder(LoadOptions(model=str(model_copy / "model_index.json")))
 
 
 def test_weights_load_only_from_safetensors_and_no_code_from_the_model_folder(model_copy, monkeypatch):

@@ -1,12 +1,12 @@
-"""The login page in a real browser (issue 14, item 9): the page loads all it needs without the login, and the app
-behind it works through the gate. The routes themselves are checked over HTTP in tests/app/test_hardening.py."""
+"""The login page in a real browser (`--auth`): the page loads all it needs without the login, and the app behind
+it works through the gate. The routes themselves are checked over HTTP in tests/app/test_access.py."""
 
 from __future__ import annotations
 
 import pytest
 from app_support import serve
 
-AUTH = ("alice", "s3cret:x")  # as in tests/app/test_hardening.py
+AUTH = ("alice", "s3cret:x")  # as in tests/app/test_access.py
 
 
 @pytest.mark.browser
@@ -17,7 +17,7 @@ def test_in_a_browser_the_login_page_and_the_app_behind_it_work_through_the_gate
         pytest.skip(SKIP_REASON)
     from playwright.sync_api import sync_playwright
 
-    with serve(tmp_path, auth=AUTH) as app, sync_playwright() as playwright:
+    with serve(tmp_path, auth=AUTH) as (app, _), sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page()
