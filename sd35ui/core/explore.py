@@ -18,7 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from sd35ui.core import cells, generate
+from sd35ui.core import generate
+from sd35ui.core.cells import CellIndex
 from sd35ui.core.quoting import quoted
 from sd35ui.core.settings import PARAM, GenerationSettings, ModelSpec
 from sd35ui.core.sheet import (
@@ -99,7 +100,7 @@ def reusable_cells(root: Path) -> Mapping[str, Path]:
     """The saved sheet cells under `root` by `cell_key`, the newest for each (`sd35ui.core.cells.CellIndex`: read
     from the folders' indexes, not from every PNG; a file is handed out only while it still carries that key).
     Symlinks are passed over, as History does: resume reads only what this app wrote."""
-    return cells.CellIndex(root)
+    return CellIndex(root)
 
 
 # --- Loading a saved sheet ------------------------------------------------------------------------------------------
